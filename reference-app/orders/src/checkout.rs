@@ -1,0 +1,200 @@
+//! Checkout: Idempotency-Key required; the order is saved PENDING, the
+//! simulated gateway charges it, and the PAID status and its outbox event are
+//! written in one transaction. A replayed key returns the same order (also
+//! when replays race: the unique key (user, idempotency key) lets exactly one
+//! insert win, and the losers return the winner's order).
+
+use std::time::Duration;
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use rand::Rng;
+use shop_common::{
+    ApiError, ApiResult,
+    auth::AuthUser,
+    db::is_duplicate_key,
+    extract::Json,
+    model::{Cart, OrderPaid},
+};
+
+use crate::{AppState, load_order};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const REPLAYED: &str = "idempotent-replayed";
+
+#[derive(Clone, Copy)]
+pub(crate) struct PaymentGateway {
+    pub latency: Duration,
+    pub failure_rate: f64,
+}
+
+impl PaymentGateway {
+    /// Charges the order; `false` means the card was declined.
+    async fn charge(&self) -> bool {
+        tokio::time::sleep(self.latency).await;
+        self.failure_rate <= 0.0 || rand::rng().random::<f64>() >= self.failure_rate
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<String> {
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .ok_or_else(|| ApiError::bad_request("the Idempotency-Key header is required"))?
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?
+        .trim();
+    if key.is_empty() || key.len() > 128 {
+        return Err(ApiError::bad_request("Idempotency-Key must be 1 to 128 characters"));
+    }
+    Ok(key.to_string())
+}
+
+async fn existing_order(state: &AppState, user_id: u64, key: &str) -> ApiResult<Option<String>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM orders WHERE user_id = ? AND idempotency_key = ?")
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(&state.db.pool)
+            .await?;
+    Ok(row.map(|(id,)| id))
+}
+
+/// Answers a replay with the original order. If the original request is
+/// still charging, waits (bounded) for it to settle.
+async fn replay(state: &AppState, user: &AuthUser, order_id: &str) -> ApiResult<Response> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let order = load_order(&state.db, user.id, order_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such order"))?;
+        if order.status != "PENDING" || tokio::time::Instant::now() >= deadline {
+            return Ok(respond(order, true));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn respond(order: crate::Order, replayed: bool) -> Response {
+    let status = match order.status.as_str() {
+        "PAYMENT_FAILED" => StatusCode::PAYMENT_REQUIRED,
+        "PENDING" => StatusCode::ACCEPTED,
+        _ => StatusCode::CREATED,
+    };
+    let mut response = (status, Json(order)).into_response();
+    if replayed {
+        response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+async fn fetch_cart(state: &AppState, user: &AuthUser) -> ApiResult<Cart> {
+    let response = state
+        .http
+        .get(format!("{}/api/cart", state.cart_url))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable("cart", e))?;
+    if !response.status().is_success() {
+        return Err(ApiError::unavailable("cart", format!("status {}", response.status())));
+    }
+    response.json().await.map_err(|e| ApiError::unavailable("cart", e))
+}
+
+pub(crate) async fn checkout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let key = idempotency_key(&headers)?;
+    if let Some(id) = existing_order(&state, user.id, &key).await? {
+        return replay(&state, &user, &id).await;
+    }
+    let cart = fetch_cart(&state, &user).await?;
+    if cart.lines.is_empty() {
+        return Err(ApiError::Unprocessable("the cart is empty".into()));
+    }
+    let order_id = uuid::Uuid::now_v7().to_string();
+
+    // 1. The order, PENDING, with its lines.
+    let mut tx = state.db.pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO orders (id, user_id, idempotency_key, status, total_cents) VALUES (?, ?, ?, 'PENDING', ?)",
+    )
+    .bind(&order_id)
+    .bind(user.id)
+    .bind(&key)
+    .bind(cart.total_cents)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_duplicate_key(&e) => {
+            drop(tx);
+            // A concurrent request with the same key won the race.
+            let id = existing_order(&state, user.id, &key)
+                .await?
+                .ok_or_else(|| ApiError::Conflict("idempotency key in use".into()))?;
+            return replay(&state, &user, &id).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut lines = sqlx::QueryBuilder::new(
+        "INSERT INTO order_lines (order_id, sku, name, qty, unit_price_cents) ",
+    );
+    lines.push_values(&cart.lines, |mut b, line| {
+        b.push_bind(&order_id)
+            .push_bind(&line.sku)
+            .push_bind(&line.name)
+            .push_bind(line.qty)
+            .push_bind(line.unit_price_cents);
+    });
+    lines.build().execute(&mut *tx).await?;
+    tx.commit().await?;
+
+    // 2. The payment.
+    if !state.payment.charge().await {
+        sqlx::query("UPDATE orders SET status = 'PAYMENT_FAILED', updated_at = NOW(3) WHERE id = ?")
+            .bind(&order_id)
+            .execute(&state.db.pool)
+            .await?;
+        return Err(ApiError::PaymentDeclined);
+    }
+
+    // 3. PAID and its event, atomically (the outbox).
+    let event = OrderPaid { order_id: order_id.clone(), user_id: user.id, total_cents: cart.total_cents };
+    let payload = serde_json::to_string(&event).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut tx = state.db.pool.begin().await?;
+    sqlx::query(
+        "UPDATE orders SET status = 'PAID', paid_at = NOW(3), updated_at = NOW(3) WHERE id = ? AND status = 'PENDING'",
+    )
+    .bind(&order_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO outbox (order_id, event_type, payload) VALUES (?, 'order.paid', ?)")
+        .bind(&order_id)
+        .bind(&payload)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    state.relay_wakeup.notify_one();
+
+    // 4. The cart is spent; failing to clear it does not undo the order.
+    let cleared = state
+        .http
+        .delete(format!("{}/api/cart", state.cart_url))
+        .bearer_auth(&user.token)
+        .send()
+        .await;
+    if let Err(e) = cleared {
+        tracing::warn!(error = %e, "could not clear the cart after checkout");
+    }
+
+    let order = load_order(&state.db, user.id, &order_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order vanished after commit")))?;
+    Ok(respond(order, false))
+}

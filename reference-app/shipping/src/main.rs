@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    shop_common::server::main("shipping", shop_shipping::build).await
+}

@@ -1,0 +1,185 @@
+//! Child processes that cannot outlive gameday. Each child leads its own
+//! process group, so stopping it also stops whatever it started (a shell
+//! script's Erlang VM, a server's helpers). Dropping a [`Supervised`] kills
+//! its group: an error or a panic in gameday leaves nothing behind.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
+
+use crate::errors::{Error, Result};
+
+/// A running child process and its process group.
+#[derive(Debug)]
+pub struct Supervised {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Supervised {
+    /// Starts `command` in a new process group, stdout and stderr appended
+    /// to `log`.
+    pub fn spawn(name: impl Into<String>, mut command: Command, log: &Path) -> Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let name = name.into();
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let out = File::options().create(true).append(true).open(log).map_err(|e| Error::io(log, e))?;
+        let err = out.try_clone().map_err(|e| Error::io(log, e))?;
+        command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command.spawn().map_err(|source| Error::Spawn { program, source })?;
+        tracing::debug!(name, pid = child.id(), "started");
+        Ok(Self { name, child: Some(child), log: log.to_path_buf() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sends a signal to the whole process group.
+    pub fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = killpg(Pid::from_raw(pid as i32), signal);
+        }
+    }
+
+    /// SIGKILL to the group, then reaps the child.
+    pub fn kill(&mut self) {
+        self.signal(Signal::SIGKILL);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM to the group; SIGKILL if it has not exited after `grace`.
+    /// Returns true when it exited within the grace period.
+    pub fn stop(&mut self, grace: Duration) -> bool {
+        self.signal(Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                // Helpers may linger in the group after the leader is gone.
+                self.signal(Signal::SIGKILL);
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::warn!(name = %self.name, "did not stop within {grace:?}; killing");
+        self.kill();
+        false
+    }
+
+    /// SIGTERM to the leader only (as an orchestrator would), and its exit
+    /// status if it exits within `grace`; otherwise the group is killed.
+    pub fn stop_and_wait(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.pid()?;
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.signal(Signal::SIGKILL);
+                    self.child = None;
+                    return Some(status);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
+
+    /// The last `lines` lines of the log, for error messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.kill();
+        }
+    }
+}
+
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Finds a server program on PATH (and the sbin and RabbitMQ folders, which
+/// are not on every user's PATH); a missing one names the Debian package.
+pub fn find_program(program: &str, package: &'static str) -> Result<PathBuf> {
+    let mut path = std::env::var("PATH").unwrap_or_default();
+    for extra in ["/usr/sbin", "/sbin", "/usr/lib/rabbitmq/bin"] {
+        path.push(':');
+        path.push_str(extra);
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    which::which_in(program, Some(path), cwd).map_err(|_| Error::MissingProgram {
+        program: program.to_string(),
+        package,
+    })
+}
+
+/// A TCP port that was free a moment ago on `ip`.
+pub fn free_port(ip: std::net::IpAddr) -> Result<u16> {
+    let listener = std::net::TcpListener::bind((ip, 0)).map_err(|e| Error::io("free port", e))?;
+    Ok(listener.local_addr().map_err(|e| Error::io("free port", e))?.port())
+}
+
+/// Polls `check` every 50 ms until it is true or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// True when something accepts TCP connections at `addr`.
+pub async fn accepts_tcp(addr: std::net::SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}

@@ -1,0 +1,2 @@
+//! Where the shop runs: the local platform (child processes) today.
+pub mod local;

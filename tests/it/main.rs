@@ -1,0 +1,7 @@
+//! gameday's integration tests, in one test binary. Tests that need servers
+//! start real redis-server, mariadbd and rabbitmq-server processes on free
+//! loopback ports with their data in a temporary directory (see support/).
+
+mod manifests;
+mod shop;
+mod support;
