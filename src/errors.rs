@@ -7,7 +7,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{program} is not installed: run `apt-get install -y {package}` (or scripts/setup.sh)")]
-    MissingProgram { program: String, package: &'static str },
+    MissingProgram {
+        program: String,
+        package: &'static str,
+    },
     #[error("cannot start {program}")]
     Spawn {
         program: String,
@@ -15,7 +18,12 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("{name} did not become ready within {waited:?}; last lines of {log}:\n{tail}")]
-    NotReady { name: String, waited: std::time::Duration, log: PathBuf, tail: String },
+    NotReady {
+        name: String,
+        waited: std::time::Duration,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("{name} failed: {detail}")]
     Command { name: String, detail: String },
     #[error("{path}")]
@@ -30,6 +38,9 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

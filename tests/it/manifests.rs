@@ -24,21 +24,32 @@ struct Parsed {
 fn parse_all() -> Parsed {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reference-app/k8s");
     let mut parsed = Parsed::default();
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(!files.is_empty());
-    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")) {
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+    {
         let text = std::fs::read_to_string(file).unwrap();
         for (i, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
-            let value = serde_yaml_ng::Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: document {i}: {e}", file.display()));
+            let value = serde_yaml_ng::Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: document {i}: {e}", file.display()));
             if value.is_null() {
                 continue;
             }
-            let kind = value["kind"].as_str().unwrap_or_else(|| panic!("{}: document {i} has no kind", file.display())).to_string();
+            let kind = value["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: document {i} has no kind", file.display()))
+                .to_string();
             let at = format!("{} document {i} ({kind})", file.display());
             macro_rules! typed {
                 ($t:ty) => {
-                    serde_yaml_ng::from_value::<$t>(value.clone()).unwrap_or_else(|e| panic!("{at}: {e}"))
+                    serde_yaml_ng::from_value::<$t>(value.clone())
+                        .unwrap_or_else(|e| panic!("{at}: {e}"))
                 };
             }
             match kind.as_str() {
@@ -82,30 +93,73 @@ fn every_manifest_parses_into_kubernetes_types_and_each_service_is_highly_availa
         let pod = spec.template.spec.as_ref().unwrap();
         let c = &pod.containers[0];
         let resources = c.resources.as_ref().unwrap();
-        assert!(resources.requests.as_ref().unwrap().contains_key("cpu"), "{service} cpu request");
-        assert!(resources.limits.as_ref().unwrap().contains_key("cpu"), "{service} cpu limit");
-        let live = c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert!(
+            resources.requests.as_ref().unwrap().contains_key("cpu"),
+            "{service} cpu request"
+        );
+        assert!(
+            resources.limits.as_ref().unwrap().contains_key("cpu"),
+            "{service} cpu limit"
+        );
+        let live = c
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
         assert_eq!(live.path.as_deref(), Some("/health/live"), "{service}");
-        let ready = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
         assert_eq!(ready.path.as_deref(), Some("/health/ready"), "{service}");
-        assert!(c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()).is_some(), "{service} preStop");
+        assert!(
+            c.lifecycle
+                .as_ref()
+                .and_then(|l| l.pre_stop.as_ref())
+                .is_some(),
+            "{service} preStop"
+        );
 
-        assert!(parsed.services.iter().any(|s| s.metadata.name.as_deref() == Some(service)), "Service {service}");
+        assert!(
+            parsed
+                .services
+                .iter()
+                .any(|s| s.metadata.name.as_deref() == Some(service)),
+            "Service {service}"
+        );
         let hpa = parsed
             .hpas
             .iter()
             .find(|h| h.metadata.name.as_deref() == Some(service))
             .unwrap_or_else(|| panic!("no HPA {service}"));
         let hs = hpa.spec.as_ref().unwrap();
-        assert_eq!((hs.min_replicas, hs.max_replicas), (Some(2), 10), "{service} HPA bounds");
+        assert_eq!(
+            (hs.min_replicas, hs.max_replicas),
+            (Some(2), 10),
+            "{service} HPA bounds"
+        );
         let metric = &hs.metrics.as_ref().unwrap()[0];
         let target = &metric.resource.as_ref().unwrap().target;
         assert_eq!(target.average_utilization, Some(70), "{service} HPA target");
-        assert!(parsed.pdbs.iter().any(|p| p.metadata.name.as_deref() == Some(service)), "PDB {service}");
+        assert!(
+            parsed
+                .pdbs
+                .iter()
+                .any(|p| p.metadata.name.as_deref() == Some(service)),
+            "PDB {service}"
+        );
     }
     for stateful in ["mariadb", "redis", "rabbitmq"] {
         assert!(
-            parsed.statefulsets.iter().any(|s| s.metadata.name.as_deref() == Some(stateful)),
+            parsed
+                .statefulsets
+                .iter()
+                .any(|s| s.metadata.name.as_deref() == Some(stateful)),
             "StatefulSet {stateful}"
         );
     }

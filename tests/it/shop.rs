@@ -16,7 +16,12 @@ async fn a_shopper_registers_logs_in_browses_fills_a_cart_checks_out_and_the_ord
     // The storefront itself.
     let home = stack.http.get(stack.entry()).send().await.unwrap();
     assert_eq!(home.status(), StatusCode::OK);
-    assert!(home.text().await.unwrap().contains("<script src=\"/app.js\">"));
+    assert!(
+        home.text()
+            .await
+            .unwrap()
+            .contains("<script src=\"/app.js\">")
+    );
 
     let shopper = stack.shopper("ada").await;
     let (status, me) = stack.get("/api/users/me", Some(&shopper.token)).await;
@@ -31,17 +36,26 @@ async fn a_shopper_registers_logs_in_browses_fills_a_cart_checks_out_and_the_ord
     let (_, all) = stack.get("/api/catalogue/products?page=1", None).await;
     assert!(all["total"].as_i64().unwrap() >= 1000, "{all}");
     let slug = categories[2]["slug"].as_str().unwrap();
-    let (status, page) = stack.get(&format!("/api/catalogue/products?category={slug}&page=2"), None).await;
+    let (status, page) = stack
+        .get(
+            &format!("/api/catalogue/products?category={slug}&page=2"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let products = page["products"].as_array().unwrap();
     assert!(!products.is_empty());
     assert!(products.iter().all(|p| p["category"] == slug));
     let first = products[0]["sku"].as_str().unwrap().to_string();
     let second = products[1]["sku"].as_str().unwrap().to_string();
-    let (status, detail) = stack.get(&format!("/api/catalogue/products/{first}"), None).await;
+    let (status, detail) = stack
+        .get(&format!("/api/catalogue/products/{first}"), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     // A second read is served from the cache and is the same.
-    let (_, again) = stack.get(&format!("/api/catalogue/products/{first}"), None).await;
+    let (_, again) = stack
+        .get(&format!("/api/catalogue/products/{first}"), None)
+        .await;
     assert_eq!(detail, again);
 
     // Cart: setting a quantity twice is idempotent.
@@ -51,10 +65,21 @@ async fn a_shopper_registers_logs_in_browses_fills_a_cart_checks_out_and_the_ord
     let (_, cart) = stack.get("/api/cart", Some(&shopper.token)).await;
     assert_eq!(cart["lines"].as_array().unwrap().len(), 2, "{cart}");
     let unit = detail["price_cents"].as_i64().unwrap();
-    let first_line = cart["lines"].as_array().unwrap().iter().find(|l| l["sku"] == first.as_str()).unwrap().clone();
+    let first_line = cart["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["sku"] == first.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(first_line["qty"], 2);
     assert_eq!(first_line["line_total_cents"].as_i64().unwrap(), 2 * unit);
-    let expected_total: i64 = cart["lines"].as_array().unwrap().iter().map(|l| l["line_total_cents"].as_i64().unwrap()).sum();
+    let expected_total: i64 = cart["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line_total_cents"].as_i64().unwrap())
+        .sum();
     assert_eq!(cart["total_cents"].as_i64().unwrap(), expected_total);
 
     // Checkout.
@@ -69,8 +94,12 @@ async fn a_shopper_registers_logs_in_browses_fills_a_cart_checks_out_and_the_ord
     let (_, cart) = stack.get("/api/cart", Some(&shopper.token)).await;
     assert_eq!(cart["lines"].as_array().unwrap().len(), 0);
 
-    stack.wait_for_status(&shopper, &order_id, "DISPATCHED", DISPATCH_TIMEOUT).await;
-    let (status, shipment) = stack.get(&format!("/api/shipping/{order_id}"), Some(&shopper.token)).await;
+    stack
+        .wait_for_status(&shopper, &order_id, "DISPATCHED", DISPATCH_TIMEOUT)
+        .await;
+    let (status, shipment) = stack
+        .get(&format!("/api/shipping/{order_id}"), Some(&shopper.token))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(shipment["dispatched"], true, "{shipment}");
     let (_, history) = stack.get("/api/orders", Some(&shopper.token)).await;
@@ -87,7 +116,12 @@ async fn a_shopper_registers_logs_in_browses_fills_a_cart_checks_out_and_the_ord
     for service in ["user", "cart", "orders", "shipping", "catalogue", "web"] {
         let log = stack.log(service);
         assert!(log.contains("listening"), "{service} log: {log}");
-        for secret in [JWT_SECRET, ADMIN_TOKEN, shopper.password.as_str(), shopper.token.as_str()] {
+        for secret in [
+            JWT_SECRET,
+            ADMIN_TOKEN,
+            shopper.password.as_str(),
+            shopper.token.as_str(),
+        ] {
             assert!(!log.contains(secret), "{service} logged a secret");
         }
     }
@@ -104,7 +138,12 @@ async fn a_replayed_or_concurrently_replayed_idempotency_key_gives_one_order() {
     let (status, replay, headers) = stack.checkout(&shopper, "key-sequential").await;
     assert_eq!(status, StatusCode::CREATED, "{replay}");
     assert_eq!(replay["order_id"], first["order_id"]);
-    assert_eq!(headers.get("x-upstream-idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    assert_eq!(
+        headers
+            .get("x-upstream-idempotent-replayed")
+            .map(|v| v.to_str().unwrap()),
+        Some("true")
+    );
 
     // Ten requests with one new key at the same moment.
     stack.add_to_cart(&shopper, "SKU-00002", 3).await;
@@ -143,15 +182,22 @@ async fn an_order_placed_while_shipping_is_down_is_dispatched_when_shipping_retu
         if audit["outbox_unsent"] == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "outbox never drained: {audit}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox never drained: {audit}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (_, seen) = stack.get(&format!("/api/orders/{order_id}"), Some(&shopper.token)).await;
+    let (_, seen) = stack
+        .get(&format!("/api/orders/{order_id}"), Some(&shopper.token))
+        .await;
     assert_eq!(seen["status"], "PAID");
 
     stack.start_service("shipping").await;
-    stack.wait_for_status(&shopper, &order_id, "DISPATCHED", DISPATCH_TIMEOUT).await;
+    stack
+        .wait_for_status(&shopper, &order_id, "DISPATCHED", DISPATCH_TIMEOUT)
+        .await;
     let audit = stack.audit().await;
     assert_eq!(audit["dispatched"], 1, "{audit}");
 }
@@ -167,7 +213,10 @@ async fn a_confirmed_order_event_survives_a_rabbitmq_crash() {
     let order_id = order["order_id"].as_str().unwrap().to_string();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while stack.audit().await["outbox_unsent"] != 0 {
-        assert!(tokio::time::Instant::now() < deadline, "outbox never drained");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox never drained"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -181,9 +230,13 @@ async fn a_confirmed_order_event_survives_a_rabbitmq_crash() {
 
     stack.rabbit.start_again().await.expect("rabbitmq restarts");
     stack.start_service("shipping").await;
-    stack.wait_for_status(&shopper, &order_id, "DISPATCHED", DISPATCH_TIMEOUT).await;
+    stack
+        .wait_for_status(&shopper, &order_id, "DISPATCHED", DISPATCH_TIMEOUT)
+        .await;
     let second_id = second["order_id"].as_str().unwrap();
-    stack.wait_for_status(&shopper, second_id, "DISPATCHED", DISPATCH_TIMEOUT).await;
+    stack
+        .wait_for_status(&shopper, second_id, "DISPATCHED", DISPATCH_TIMEOUT)
+        .await;
     let audit = stack.audit().await;
     assert_eq!(audit["dispatched"], 2, "{audit}");
     assert_eq!(audit["outbox_unsent"], 0, "{audit}");
@@ -202,29 +255,46 @@ async fn a_shopper_can_never_read_or_change_another_shoppers_cart_or_orders() {
     // Mallory's cart is her own.
     let (_, cart) = stack.get("/api/cart", Some(&mallory.token)).await;
     assert_eq!(cart["lines"], json!([]));
-    let (status, _, _) = stack.call(Method::DELETE, "/api/cart/items/SKU-00006", Some(&mallory.token), None, &[]).await;
+    let (status, _, _) = stack
+        .call(
+            Method::DELETE,
+            "/api/cart/items/SKU-00006",
+            Some(&mallory.token),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, alices) = stack.get("/api/cart", Some(&alice.token)).await;
     assert_eq!(alices["lines"].as_array().unwrap().len(), 1);
 
     // Alice's order is invisible to Mallory.
-    let (status, body) = stack.get(&format!("/api/orders/{order_id}"), Some(&mallory.token)).await;
+    let (status, body) = stack
+        .get(&format!("/api/orders/{order_id}"), Some(&mallory.token))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    let (status, _) = stack.get(&format!("/api/shipping/{order_id}"), Some(&mallory.token)).await;
+    let (status, _) = stack
+        .get(&format!("/api/shipping/{order_id}"), Some(&mallory.token))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, history) = stack.get("/api/orders", Some(&mallory.token)).await;
     assert_eq!(history, json!([]));
     // Replaying Alice's key as Mallory is Mallory's own (empty-cart) checkout.
     let (status, body, _) = stack.checkout(&mallory, "alice-1").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let (status, _) = stack.get(&format!("/api/orders/{order_id}"), Some(&alice.token)).await;
+    let (status, _) = stack
+        .get(&format!("/api/orders/{order_id}"), Some(&alice.token))
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
 fn assert_json_error(what: &str, got: (StatusCode, Value), want: StatusCode) {
     let (status, body) = got;
     assert_eq!(status, want, "{what}: {body}");
-    assert!(body["error"].is_string() && body["message"].is_string(), "{what}: not a JSON error: {body}");
+    assert!(
+        body["error"].is_string() && body["message"].is_string(),
+        "{what}: not a JSON error: {body}"
+    );
 }
 
 #[tokio::test]
@@ -242,13 +312,41 @@ async fn bad_input_gets_a_json_4xx_never_a_500() {
         }
     };
 
-    assert_json_error("unknown sku in cart", put("NO-SUCH-SKU", json!({"qty": 1})).await, StatusCode::NOT_FOUND);
-    assert_json_error("unknown sku detail", stack.get("/api/catalogue/products/NO-SUCH-SKU", None).await, StatusCode::NOT_FOUND);
-    assert_json_error("odd sku detail", stack.get("/api/catalogue/products/%27%3B--", None).await, StatusCode::NOT_FOUND);
-    assert_json_error("qty 0", put("SKU-00001", json!({"qty": 0})).await, StatusCode::BAD_REQUEST);
-    assert_json_error("qty 100", put("SKU-00001", json!({"qty": 100})).await, StatusCode::BAD_REQUEST);
-    assert_json_error("qty -1", put("SKU-00001", json!({"qty": -1})).await, StatusCode::BAD_REQUEST);
-    assert_json_error("qty text", put("SKU-00001", json!({"qty": "two"})).await, StatusCode::BAD_REQUEST);
+    assert_json_error(
+        "unknown sku in cart",
+        put("NO-SUCH-SKU", json!({"qty": 1})).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_json_error(
+        "unknown sku detail",
+        stack.get("/api/catalogue/products/NO-SUCH-SKU", None).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_json_error(
+        "odd sku detail",
+        stack.get("/api/catalogue/products/%27%3B--", None).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_json_error(
+        "qty 0",
+        put("SKU-00001", json!({"qty": 0})).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_json_error(
+        "qty 100",
+        put("SKU-00001", json!({"qty": 100})).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_json_error(
+        "qty -1",
+        put("SKU-00001", json!({"qty": -1})).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_json_error(
+        "qty text",
+        put("SKU-00001", json!({"qty": "two"})).await,
+        StatusCode::BAD_REQUEST,
+    );
 
     let malformed = stack
         .http
@@ -263,48 +361,138 @@ async fn bad_input_gets_a_json_4xx_never_a_500() {
     let body: Value = malformed.json().await.unwrap();
     assert_json_error("malformed JSON", (status, body), StatusCode::BAD_REQUEST);
     let (s, b, _) = stack
-        .call(Method::POST, "/api/users/login", None, Some(json!({"email": 3})), &[])
+        .call(
+            Method::POST,
+            "/api/users/login",
+            None,
+            Some(json!({"email": 3})),
+            &[],
+        )
         .await;
     assert_json_error("login with a wrong shape", (s, b), StatusCode::BAD_REQUEST);
 
-    assert_json_error("cart without token", stack.get("/api/cart", None).await, StatusCode::UNAUTHORIZED);
-    assert_json_error("garbage token", stack.get("/api/cart", Some("not-a-jwt")).await, StatusCode::UNAUTHORIZED);
-    let jwt = shop_common::auth::Jwt::new(&shop_common::Secret::new(JWT_SECRET), Duration::from_secs(60));
+    assert_json_error(
+        "cart without token",
+        stack.get("/api/cart", None).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert_json_error(
+        "garbage token",
+        stack.get("/api/cart", Some("not-a-jwt")).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let jwt = shop_common::auth::Jwt::new(
+        &shop_common::Secret::new(JWT_SECRET),
+        Duration::from_secs(60),
+    );
     let now = shop_common::auth::unix_now();
-    let expired = jwt.issue_at(1, "x@example.com", now - 7200, now - 3600).unwrap();
+    let expired = jwt
+        .issue_at(1, "x@example.com", now - 7200, now - 3600)
+        .unwrap();
     let (status, body) = stack.get("/api/orders", Some(&expired)).await;
-    assert_json_error("expired token", (status, body.clone()), StatusCode::UNAUTHORIZED);
+    assert_json_error(
+        "expired token",
+        (status, body.clone()),
+        StatusCode::UNAUTHORIZED,
+    );
     assert_eq!(body["message"], "token expired");
-    let forged = shop_common::auth::Jwt::new(&shop_common::Secret::new("guess"), Duration::from_secs(60)).issue(1, "x@example.com").unwrap();
-    assert_json_error("forged token", stack.get("/api/users/me", Some(&forged)).await, StatusCode::UNAUTHORIZED);
+    let forged =
+        shop_common::auth::Jwt::new(&shop_common::Secret::new("guess"), Duration::from_secs(60))
+            .issue(1, "x@example.com")
+            .unwrap();
+    assert_json_error(
+        "forged token",
+        stack.get("/api/users/me", Some(&forged)).await,
+        StatusCode::UNAUTHORIZED,
+    );
 
     stack.add_to_cart(&shopper, "SKU-00001", 1).await;
     let (s, b, _) = stack.call(Method::POST, "/api/orders", t, None, &[]).await;
-    assert_json_error("checkout without Idempotency-Key", (s, b), StatusCode::BAD_REQUEST);
+    assert_json_error(
+        "checkout without Idempotency-Key",
+        (s, b),
+        StatusCode::BAD_REQUEST,
+    );
     let long_key = "k".repeat(200);
     let (s, b, _) = stack.checkout(&shopper, &long_key).await;
-    assert_json_error("checkout with a 200-character key", (s, b), StatusCode::BAD_REQUEST);
+    assert_json_error(
+        "checkout with a 200-character key",
+        (s, b),
+        StatusCode::BAD_REQUEST,
+    );
 
-    assert_json_error("audit without token", stack.get("/admin/orders/verify", None).await, StatusCode::UNAUTHORIZED);
-    assert_json_error("audit with a shopper token", stack.get("/admin/orders/verify", t).await, StatusCode::UNAUTHORIZED);
-    let (s, b, _) = stack.call(Method::POST, "/admin/reset", None, None, &[]).await;
+    assert_json_error(
+        "audit without token",
+        stack.get("/admin/orders/verify", None).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert_json_error(
+        "audit with a shopper token",
+        stack.get("/admin/orders/verify", t).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let (s, b, _) = stack
+        .call(Method::POST, "/admin/reset", None, None, &[])
+        .await;
     assert_json_error("reset without token", (s, b), StatusCode::UNAUTHORIZED);
 
-    assert_json_error("malformed order id", stack.get("/api/orders/nope", t).await, StatusCode::NOT_FOUND);
-    assert_json_error("unknown order id", stack.get("/api/orders/0192f0c4-0000-7000-8000-000000000000", t).await, StatusCode::NOT_FOUND);
-    assert_json_error("page 0", stack.get("/api/catalogue/products?page=0", None).await, StatusCode::BAD_REQUEST);
-    assert_json_error("page text", stack.get("/api/catalogue/products?page=two", None).await, StatusCode::BAD_REQUEST);
-    assert_json_error("unknown category", stack.get("/api/catalogue/products?category=nothing", None).await, StatusCode::NOT_FOUND);
+    assert_json_error(
+        "malformed order id",
+        stack.get("/api/orders/nope", t).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_json_error(
+        "unknown order id",
+        stack
+            .get("/api/orders/0192f0c4-0000-7000-8000-000000000000", t)
+            .await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_json_error(
+        "page 0",
+        stack.get("/api/catalogue/products?page=0", None).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_json_error(
+        "page text",
+        stack.get("/api/catalogue/products?page=two", None).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_json_error(
+        "unknown category",
+        stack
+            .get("/api/catalogue/products?category=nothing", None)
+            .await,
+        StatusCode::NOT_FOUND,
+    );
     let (s, b, _) = stack
-        .call(Method::POST, "/api/users/register", None, Some(json!({"name": "x", "email": "not-an-email", "password": "long enough"})), &[])
+        .call(
+            Method::POST,
+            "/api/users/register",
+            None,
+            Some(json!({"name": "x", "email": "not-an-email", "password": "long enough"})),
+            &[],
+        )
         .await;
     assert_json_error("register with a bad email", (s, b), StatusCode::BAD_REQUEST);
     let (s, b, _) = stack
-        .call(Method::POST, "/api/users/register", None, Some(json!({"name": "x", "email": shopper.email, "password": "long enough"})), &[])
+        .call(
+            Method::POST,
+            "/api/users/register",
+            None,
+            Some(json!({"name": "x", "email": shopper.email, "password": "long enough"})),
+            &[],
+        )
         .await;
     assert_json_error("register twice", (s, b), StatusCode::CONFLICT);
     let (s, b, _) = stack
-        .call(Method::POST, "/api/users/login", None, Some(json!({"email": shopper.email, "password": "wrong password"})), &[])
+        .call(
+            Method::POST,
+            "/api/users/login",
+            None,
+            Some(json!({"email": shopper.email, "password": "wrong password"})),
+            &[],
+        )
         .await;
     assert_json_error("wrong password", (s, b), StatusCode::UNAUTHORIZED);
 
@@ -312,12 +500,27 @@ async fn bad_input_gets_a_json_4xx_never_a_500() {
     let cart = format!("http://{}/api/nothing", stack.addrs["cart"]);
     let res = stack.http.get(cart).send().await.unwrap();
     let status = res.status();
-    assert_json_error("unknown route", (status, res.json().await.unwrap()), StatusCode::NOT_FOUND);
+    assert_json_error(
+        "unknown route",
+        (status, res.json().await.unwrap()),
+        StatusCode::NOT_FOUND,
+    );
 
     // And none of this produced a server error.
     for service in ["user", "catalogue", "cart", "orders", "shipping"] {
-        let metrics = stack.http.get(format!("http://{}/metrics", stack.addrs[service])).send().await.unwrap().text().await.unwrap();
-        assert!(!metrics.contains("status=\"500\""), "{service} answered 500:\n{metrics}");
+        let metrics = stack
+            .http
+            .get(format!("http://{}/metrics", stack.addrs[service]))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !metrics.contains("status=\"500\""),
+            "{service} answered 500:\n{metrics}"
+        );
     }
 }
 
@@ -326,15 +529,49 @@ async fn every_service_has_health_metrics_and_says_who_served() {
     let stack = Stack::start().await;
     for service in ["web", "user", "catalogue", "cart", "orders", "shipping"] {
         let base = format!("http://{}", stack.addrs[service]);
-        let live = stack.http.get(format!("{base}/health/live")).send().await.unwrap();
+        let live = stack
+            .http
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(live.status(), StatusCode::OK, "{service}");
         let served_by = live.headers()["x-served-by"].to_str().unwrap().to_string();
-        assert!(served_by.starts_with(&format!("{service}; replica={service}-1; instance=i-1; pid=")), "{served_by}");
-        let ready: Value = stack.http.get(format!("{base}/health/ready")).send().await.unwrap().json().await.unwrap();
+        assert!(
+            served_by.starts_with(&format!(
+                "{service}; replica={service}-1; instance=i-1; pid="
+            )),
+            "{served_by}"
+        );
+        let ready: Value = stack
+            .http
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(ready["status"], "ready", "{service}: {ready}");
-        let metrics = stack.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("shop_http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"} 1"), "{service}:\n{metrics}");
-        assert!(metrics.contains("shop_http_request_duration_seconds_bucket"), "{service}");
+        let metrics = stack
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains(
+                "shop_http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"} 1"
+            ),
+            "{service}:\n{metrics}"
+        );
+        assert!(
+            metrics.contains("shop_http_request_duration_seconds_bucket"),
+            "{service}"
+        );
     }
 }
 
@@ -348,38 +585,87 @@ async fn services_start_while_dependencies_are_down_and_become_ready_when_they_c
     let free = || gameday::platform::local::process::free_port(loopback).unwrap();
     let (redis_port, mariadb_port, rabbit_port) = (free(), free(), free());
     let mut env = gameday::platform::local::shop::ShopEnv::default();
-    env.set("mysql_url", format!("mysql://shop:shop@127.0.0.1:{mariadb_port}/shop?ssl-mode=disabled"))
-        .set("redis_url", format!("redis://127.0.0.1:{redis_port}/"))
-        .set("amqp_url", format!("amqp://guest:guest@127.0.0.1:{rabbit_port}/%2f"))
-        .set("catalogue_url", format!("http://{}", addrs["catalogue"]))
-        .set("cart_url", format!("http://{}", addrs["cart"]));
+    env.set(
+        "mysql_url",
+        format!("mysql://shop:shop@127.0.0.1:{mariadb_port}/shop?ssl-mode=disabled"),
+    )
+    .set("redis_url", format!("redis://127.0.0.1:{redis_port}/"))
+    .set(
+        "amqp_url",
+        format!("amqp://guest:guest@127.0.0.1:{rabbit_port}/%2f"),
+    )
+    .set("catalogue_url", format!("http://{}", addrs["catalogue"]))
+    .set("cart_url", format!("http://{}", addrs["cart"]));
     let mut replicas: Vec<Replica> = SERVICES
         .iter()
-        .map(|s| Replica::spawn(s, &format!("{s}-1"), "i-1", addrs[s], &env, &dir.path().join(format!("{s}.log"))).unwrap())
+        .map(|s| {
+            Replica::spawn(
+                s,
+                &format!("{s}-1"),
+                "i-1",
+                addrs[s],
+                &env,
+                &dir.path().join(format!("{s}.log")),
+            )
+            .unwrap()
+        })
         .collect();
     let http = reqwest::Client::new();
     tokio::time::sleep(Duration::from_secs(2)).await;
     for r in replicas.iter_mut() {
-        assert!(r.is_running(), "{} exited with its dependencies down", r.name);
-        let live = http.get(format!("{}/health/live", r.url())).send().await.unwrap();
+        assert!(
+            r.is_running(),
+            "{} exited with its dependencies down",
+            r.name
+        );
+        let live = http
+            .get(format!("{}/health/live", r.url()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(live.status(), StatusCode::OK, "{} not live", r.name);
-        let ready = http.get(format!("{}/health/ready", r.url())).send().await.unwrap();
-        let want = if r.service == "web" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        assert_eq!(ready.status(), want, "{} readiness with dependencies down", r.name);
+        let ready = http
+            .get(format!("{}/health/ready", r.url()))
+            .send()
+            .await
+            .unwrap();
+        let want = if r.service == "web" {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        assert_eq!(
+            ready.status(),
+            want,
+            "{} readiness with dependencies down",
+            r.name
+        );
     }
     let (_redis, _mariadb, _rabbit) = tokio::join!(
-        gameday::platform::local::infra::Redis::start(dir.path().join("redis"), loopback, Some(redis_port)),
-        gameday::platform::local::infra::MariaDb::start(gameday::platform::local::infra::MariaDbOptions {
-            dir: dir.path().join("mariadb"),
-            ip: loopback,
-            port: Some(mariadb_port),
-            server_id: 1,
-            replication: false,
-        }),
-        gameday::platform::local::infra::RabbitMq::start(dir.path().join("rabbitmq"), loopback, Some(rabbit_port)),
+        gameday::platform::local::infra::Redis::start(
+            dir.path().join("redis"),
+            loopback,
+            Some(redis_port)
+        ),
+        gameday::platform::local::infra::MariaDb::start(
+            gameday::platform::local::infra::MariaDbOptions {
+                dir: dir.path().join("mariadb"),
+                ip: loopback,
+                port: Some(mariadb_port),
+                server_id: 1,
+                replication: false,
+            }
+        ),
+        gameday::platform::local::infra::RabbitMq::start(
+            dir.path().join("rabbitmq"),
+            loopback,
+            Some(rabbit_port)
+        ),
     );
     for r in replicas.iter_mut() {
-        r.wait_ready(Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}"));
+        r.wait_ready(Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -391,7 +677,11 @@ async fn services_reconnect_after_mariadb_and_redis_restart() {
 
     stack.mariadb.kill();
     let (status, _) = stack.get("/api/users/me", Some(&shopper.token)).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a dead database is a 503, not a 500");
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a dead database is a 503, not a 500"
+    );
     stack.mariadb.start_again().await.expect("mariadb restarts");
     stack.redis.kill();
     stack.redis.start_again().await.expect("redis restarts");
@@ -406,7 +696,10 @@ async fn services_reconnect_after_mariadb_and_redis_restart() {
             assert_eq!(body["lines"].as_array().unwrap().len(), 1, "{body}");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not recovered: me {me}, cart {cart}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not recovered: me {me}, cart {cart}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (status, order, _) = stack.checkout(&shopper, "after-restarts").await;
@@ -416,7 +709,8 @@ async fn services_reconnect_after_mariadb_and_redis_restart() {
 #[tokio::test]
 async fn sigterm_fails_readiness_finishes_in_flight_checkouts_and_exits_zero() {
     let mut stack = Stack::start_with(|env| {
-        env.set("payment_latency", "1500ms").set("drain_delay", "600ms");
+        env.set("payment_latency", "1500ms")
+            .set("drain_delay", "600ms");
     })
     .await;
     let shopper = stack.shopper("gus").await;
@@ -440,9 +734,19 @@ async fn sigterm_fails_readiness_finishes_in_flight_checkouts_and_exits_zero() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         http.get(ready_url).send().await.map(|r| r.status())
     });
-    let exit = tokio::task::spawn_blocking(move || replica.terminate(Duration::from_secs(15))).await.unwrap();
-    assert_eq!(readiness.await.unwrap().unwrap(), StatusCode::SERVICE_UNAVAILABLE, "readiness must fail while draining");
-    assert_eq!(in_flight.await.unwrap().unwrap(), StatusCode::CREATED, "the in-flight checkout finished");
+    let exit = tokio::task::spawn_blocking(move || replica.terminate(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert_eq!(
+        readiness.await.unwrap().unwrap(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "readiness must fail while draining"
+    );
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        StatusCode::CREATED,
+        "the in-flight checkout finished"
+    );
     let exit = exit.expect("exited within the grace period");
     assert!(exit.success(), "exit status {exit:?}");
 }

@@ -102,14 +102,24 @@ struct SetQuantity {
 }
 
 async fn lookup_product(state: &AppState, sku: &str) -> ApiResult<Product> {
-    let valid = !sku.is_empty() && sku.len() <= 32 && sku.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let valid = !sku.is_empty()
+        && sku.len() <= 32
+        && sku.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if !valid {
         return Err(ApiError::not_found(format!("no product '{sku}'")));
     }
     let url = format!("{}/api/catalogue/products/{sku}", state.catalogue_url);
-    let response = state.http.get(&url).send().await.map_err(|e| ApiError::unavailable("catalogue", e))?;
+    let response = state
+        .http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable("catalogue", e))?;
     match response.status() {
-        s if s.is_success() => response.json().await.map_err(|e| ApiError::unavailable("catalogue", e)),
+        s if s.is_success() => response
+            .json()
+            .await
+            .map_err(|e| ApiError::unavailable("catalogue", e)),
         StatusCode::NOT_FOUND => Err(ApiError::not_found(format!("no product '{sku}'"))),
         s => Err(ApiError::unavailable("catalogue", format!("status {s}"))),
     }
@@ -123,10 +133,16 @@ async fn set_line(
     Json(body): Json<SetQuantity>,
 ) -> ApiResult<Json<Cart>> {
     if !(1..=MAX_QTY).contains(&body.qty) {
-        return Err(ApiError::bad_request(format!("qty must be between 1 and {MAX_QTY}")));
+        return Err(ApiError::bad_request(format!(
+            "qty must be between 1 and {MAX_QTY}"
+        )));
     }
     let product = lookup_product(&state, &sku).await?;
-    let stored = StoredLine { qty: body.qty, name: product.name, unit_price_cents: product.price_cents };
+    let stored = StoredLine {
+        qty: body.qty,
+        name: product.name,
+        unit_price_cents: product.price_cents,
+    };
     let json = serde_json::to_string(&stored).map_err(|e| ApiError::Internal(e.into()))?;
     let key = cart_key(&user);
     let mut conn = state.redis.conn().await?;

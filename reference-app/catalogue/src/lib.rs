@@ -5,11 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{
-    Router,
-    extract::State,
-    routing::get,
-};
+use axum::{Router, extract::State, routing::get};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use shop_common::{
@@ -34,9 +30,15 @@ struct AppState {
 pub async fn build(kit: Kit) -> anyhow::Result<Service> {
     let db = Database::connect_lazy(&kit.settings)?;
     let seed = kit.settings.seed_products;
-    db.bootstrap(kit.shutdown.clone(), move |pool| async move { seed_catalogue(&pool, seed).await });
+    db.bootstrap(kit.shutdown.clone(), move |pool| async move {
+        seed_catalogue(&pool, seed).await
+    });
     let cache = Arc::new(Redis::new(&kit.settings)?);
-    let state = AppState { db: db.clone(), cache: cache.clone(), ttl: kit.settings.cache_ttl };
+    let state = AppState {
+        db: db.clone(),
+        cache: cache.clone(),
+        ttl: kit.settings.cache_ttl,
+    };
     let routes = Router::new()
         .route("/api/catalogue/categories", get(categories))
         .route("/api/catalogue/products", get(products))
@@ -64,18 +66,17 @@ impl AppState {
                 None
             }
         };
-        if let Some(c) = conn.as_mut() {
-            if let Ok(Some(hit)) = c.get::<_, Option<String>>(&key).await {
-                if let Ok(value) = serde_json::from_str(&hit) {
-                    return Ok(value);
-                }
-            }
+        if let Some(c) = conn.as_mut()
+            && let Ok(Some(hit)) = c.get::<_, Option<String>>(&key).await
+            && let Ok(value) = serde_json::from_str(&hit)
+        {
+            return Ok(value);
         }
         let value = load().await?;
-        if let Some(c) = conn.as_mut() {
-            if let Ok(text) = serde_json::to_string(&value) {
-                let _: Result<(), _> = c.set_ex(&key, text, self.ttl.as_secs().max(1)).await;
-            }
+        if let Some(c) = conn.as_mut()
+            && let Ok(text) = serde_json::to_string(&value)
+        {
+            let _: Result<(), _> = c.set_ex(&key, text, self.ttl.as_secs().max(1)).await;
         }
         Ok(value)
     }
@@ -92,7 +93,14 @@ async fn categories(State(state): State<AppState>) -> ApiResult<Json<Vec<Categor
             )
             .fetch_all(&pool)
             .await?;
-            Ok(rows.into_iter().map(|(slug, name, products)| Category { slug, name, products }).collect())
+            Ok(rows
+                .into_iter()
+                .map(|(slug, name, products)| Category {
+                    slug,
+                    name,
+                    products,
+                })
+                .collect())
         })
         .await?;
     Ok(Json(list))
@@ -127,7 +135,13 @@ struct ProductRow {
 
 impl From<ProductRow> for Product {
     fn from(r: ProductRow) -> Self {
-        Product { sku: r.sku, name: r.name, description: r.description, category: r.category, price_cents: r.price_cents }
+        Product {
+            sku: r.sku,
+            name: r.name,
+            description: r.description,
+            category: r.category,
+            price_cents: r.price_cents,
+        }
     }
 }
 
@@ -140,29 +154,36 @@ async fn products(
         return Err(ApiError::bad_request("page must be between 1 and 10000"));
     }
     let category = q.category.filter(|c| !c.is_empty());
-    if let Some(c) = &category {
-        if c.len() > 64 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-') {
-            return Err(ApiError::bad_request("category must be a slug such as 'books'"));
-        }
+    if let Some(c) = &category
+        && (c.len() > 64 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'))
+    {
+        return Err(ApiError::bad_request(
+            "category must be a slug such as 'books'",
+        ));
     }
-    let key = format!("catalogue:v1:products:{}:{page}", category.as_deref().unwrap_or("*"));
+    let key = format!(
+        "catalogue:v1:products:{}:{page}",
+        category.as_deref().unwrap_or("*")
+    );
     let pool = state.db.pool.clone();
     let result = state
         .cached(key, || async move {
             let offset = (page - 1) * PAGE_SIZE;
             let (total, rows): (i64, Vec<ProductRow>) = match &category {
                 Some(slug) => {
-                    let known: Option<(u32,)> = sqlx::query_as("SELECT id FROM categories WHERE slug = ?")
-                        .bind(slug)
-                        .fetch_optional(&pool)
-                        .await?;
+                    let known: Option<(u32,)> =
+                        sqlx::query_as("SELECT id FROM categories WHERE slug = ?")
+                            .bind(slug)
+                            .fetch_optional(&pool)
+                            .await?;
                     let Some((id,)) = known else {
                         return Err(ApiError::not_found(format!("no category '{slug}'")));
                     };
-                    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products WHERE category_id = ?")
-                        .bind(id)
-                        .fetch_one(&pool)
-                        .await?;
+                    let (total,): (i64,) =
+                        sqlx::query_as("SELECT COUNT(*) FROM products WHERE category_id = ?")
+                            .bind(id)
+                            .fetch_one(&pool)
+                            .await?;
                     let rows = sqlx::query_as(&format!(
                         "{PRODUCT_COLUMNS} WHERE p.category_id = ? ORDER BY p.sku LIMIT ? OFFSET ?"
                     ))
@@ -174,13 +195,16 @@ async fn products(
                     (total, rows)
                 }
                 None => {
-                    let (total,): (i64,) =
-                        sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&pool).await?;
-                    let rows = sqlx::query_as(&format!("{PRODUCT_COLUMNS} ORDER BY p.sku LIMIT ? OFFSET ?"))
-                        .bind(PAGE_SIZE)
-                        .bind(offset)
-                        .fetch_all(&pool)
+                    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products")
+                        .fetch_one(&pool)
                         .await?;
+                    let rows = sqlx::query_as(&format!(
+                        "{PRODUCT_COLUMNS} ORDER BY p.sku LIMIT ? OFFSET ?"
+                    ))
+                    .bind(PAGE_SIZE)
+                    .bind(offset)
+                    .fetch_all(&pool)
+                    .await?;
                     (total, rows)
                 }
             };
@@ -199,7 +223,10 @@ fn valid_sku(sku: &str) -> bool {
     !sku.is_empty() && sku.len() <= 32 && sku.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-async fn product(State(state): State<AppState>, Path(sku): Path<String>) -> ApiResult<Json<Product>> {
+async fn product(
+    State(state): State<AppState>,
+    Path(sku): Path<String>,
+) -> ApiResult<Json<Product>> {
     if !valid_sku(&sku) {
         return Err(ApiError::not_found(format!("no product '{sku}'")));
     }
@@ -207,11 +234,13 @@ async fn product(State(state): State<AppState>, Path(sku): Path<String>) -> ApiR
     let key = format!("catalogue:v1:product:{sku}");
     let found = state
         .cached(key, || async move {
-            let row: Option<ProductRow> = sqlx::query_as(&format!("{PRODUCT_COLUMNS} WHERE p.sku = ?"))
-                .bind(&sku)
-                .fetch_optional(&pool)
-                .await?;
-            row.map(Product::from).ok_or_else(|| ApiError::not_found(format!("no product '{sku}'")))
+            let row: Option<ProductRow> =
+                sqlx::query_as(&format!("{PRODUCT_COLUMNS} WHERE p.sku = ?"))
+                    .bind(&sku)
+                    .fetch_optional(&pool)
+                    .await?;
+            row.map(Product::from)
+                .ok_or_else(|| ApiError::not_found(format!("no product '{sku}'")))
         })
         .await?;
     Ok(Json(found))
@@ -237,8 +266,18 @@ const ADJECTIVES: [&str; 16] = [
     "Bright", "Quiet", "Rugged", "Elegant", "Portable", "Modular", "Organic",
 ];
 const NOUNS: [&str; 12] = [
-    "Kit", "Set", "Box", "Pack", "Edition", "Bundle", "Collection", "Model", "Series", "Case",
-    "Station", "Companion",
+    "Kit",
+    "Set",
+    "Box",
+    "Pack",
+    "Edition",
+    "Bundle",
+    "Collection",
+    "Model",
+    "Series",
+    "Case",
+    "Station",
+    "Companion",
 ];
 
 /// The SKU of the n-th seeded product (0-based), for tests and load scripts.
@@ -249,7 +288,9 @@ pub fn seeded_sku(n: u32) -> String {
 /// Fills empty catalogue tables. Idempotent and safe to run from several
 /// replicas at once (INSERT IGNORE on deterministic keys).
 pub async fn seed_catalogue(pool: &MySqlPool, products: u32) -> Result<(), sqlx::Error> {
-    let (existing,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(pool).await?;
+    let (existing,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products")
+        .fetch_one(pool)
+        .await?;
     if existing > 0 {
         return Ok(());
     }
@@ -277,7 +318,10 @@ pub async fn seed_catalogue(pool: &MySqlPool, products: u32) -> Result<(), sqlx:
             b.push_bind(seeded_sku(n))
                 .push_bind(category as u32 + 1)
                 .push_bind(name.clone())
-                .push_bind(format!("{name}: a dependable choice from our {} range.", CATEGORIES[category].1))
+                .push_bind(format!(
+                    "{name}: a dependable choice from our {} range.",
+                    CATEGORIES[category].1
+                ))
                 .push_bind(299 + i64::from((n * 7919) % 19_700));
         });
         builder.build().execute(pool).await?;

@@ -54,8 +54,19 @@ impl Jwt {
     }
 
     /// Issues a token with explicit times (tests use this for expired tokens).
-    pub fn issue_at(&self, user_id: u64, email: &str, iat: u64, exp: u64) -> Result<String, ApiError> {
-        let claims = Claims { sub: user_id, email: email.to_string(), iat, exp };
+    pub fn issue_at(
+        &self,
+        user_id: u64,
+        email: &str,
+        iat: u64,
+        exp: u64,
+    ) -> Result<String, ApiError> {
+        let claims = Claims {
+            sub: user_id,
+            email: email.to_string(),
+            iat,
+            exp,
+        };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
             .map_err(|e| ApiError::Internal(e.into()))
     }
@@ -73,7 +84,10 @@ impl Jwt {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -105,7 +119,11 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
         let claims = Jwt::from_ref(state).verify(token)?;
-        Ok(AuthUser { id: claims.sub, email: claims.email, token: token.to_string() })
+        Ok(AuthUser {
+            id: claims.sub,
+            email: claims.email,
+            token: token.to_string(),
+        })
     }
 }
 
@@ -149,7 +167,9 @@ mod tests {
         let claims = jwt.verify(&token).unwrap();
         assert_eq!(claims.sub, 7);
         let now = unix_now();
-        let old = jwt.issue_at(7, "a@example.com", now - 7200, now - 3600).unwrap();
+        let old = jwt
+            .issue_at(7, "a@example.com", now - 7200, now - 3600)
+            .unwrap();
         let err = jwt.verify(&old).unwrap_err();
         assert_eq!(err.to_string(), "token expired");
         let other = Jwt::new(&Secret::new("other"), Duration::from_secs(60));

@@ -39,7 +39,8 @@ impl Broker {
         let alive = guard.as_ref().is_some_and(|c| c.status().connected());
         if !alive {
             if let Some(old) = guard.take() {
-                let _ = tokio::time::timeout(self.timeout, old.close(0, "reconnecting".into())).await;
+                let _ =
+                    tokio::time::timeout(self.timeout, old.close(0, "reconnecting".into())).await;
             }
             let conn = tokio::time::timeout(
                 self.timeout,
@@ -49,7 +50,9 @@ impl Broker {
             .map_err(|_| anyhow::anyhow!("connecting to RabbitMQ timed out"))??;
             *guard = Some(conn);
         }
-        let conn = guard.as_ref().ok_or_else(|| anyhow::anyhow!("no connection"))?;
+        let conn = guard
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no connection"))?;
         let channel = tokio::time::timeout(self.timeout, conn.create_channel())
             .await
             .map_err(|_| anyhow::anyhow!("opening a channel timed out"))??;
@@ -61,7 +64,11 @@ impl Broker {
     }
 
     pub async fn is_connected(&self) -> bool {
-        self.connection.lock().await.as_ref().is_some_and(|c| c.status().connected())
+        self.connection
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|c| c.status().connected())
     }
 
     pub async fn check(&self, required: bool) -> DependencyStatus {
@@ -81,14 +88,20 @@ pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
         .exchange_declare(
             EXCHANGE.into(),
             ExchangeKind::Topic,
-            ExchangeDeclareOptions { durable: true, ..Default::default() },
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;
     channel
         .queue_declare(
             QUEUE.into(),
-            QueueDeclareOptions { durable: true, ..Default::default() },
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;

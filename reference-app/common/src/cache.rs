@@ -19,7 +19,11 @@ impl Redis {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let client = redis::Client::open(settings.redis_url.as_str())
             .map_err(|e| anyhow::anyhow!("invalid redis_url: {e}"))?;
-        Ok(Self { client, manager: OnceCell::new(), timeout: settings.outbound_timeout })
+        Ok(Self {
+            client,
+            manager: OnceCell::new(),
+            timeout: settings.outbound_timeout,
+        })
     }
 
     /// A connection handle; cheap to clone, multiplexed.

@@ -26,7 +26,10 @@ pub enum ApiError {
     #[error("payment declined")]
     PaymentDeclined,
     #[error("{dependency} unavailable")]
-    Unavailable { dependency: &'static str, detail: String },
+    Unavailable {
+        dependency: &'static str,
+        detail: String,
+    },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -42,7 +45,10 @@ impl ApiError {
         Self::Unauthorized(msg.into())
     }
     pub fn unavailable(dependency: &'static str, detail: impl ToString) -> Self {
-        Self::Unavailable { dependency, detail: detail.to_string() }
+        Self::Unavailable {
+            dependency,
+            detail: detail.to_string(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -81,13 +87,16 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let mut response =
-            (self.status(), Json(json!({"error": self.code(), "message": self.to_string()})))
-                .into_response();
+        let mut response = (
+            self.status(),
+            Json(json!({"error": self.code(), "message": self.to_string()})),
+        )
+            .into_response();
         if matches!(self, ApiError::Unavailable { .. }) {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
         }
         response
     }
@@ -115,7 +124,10 @@ impl From<sqlx::Error> for ApiError {
 /// promoted primary), lock wait timeout, deadlock, server shutting down,
 /// connection lost.
 fn is_transient_db_error(sqlstate: Option<&str>) -> bool {
-    matches!(sqlstate, Some("HY000" | "40001" | "08S01" | "08004" | "25006" | "70100"))
+    matches!(
+        sqlstate,
+        Some("HY000" | "40001" | "08S01" | "08004" | "25006" | "70100")
+    )
 }
 
 impl From<redis::RedisError> for ApiError {

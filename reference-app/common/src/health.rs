@@ -25,8 +25,18 @@ pub struct DependencyStatus {
 impl DependencyStatus {
     pub fn from_result(name: &'static str, required: bool, r: Result<(), String>) -> Self {
         match r {
-            Ok(()) => Self { name, ok: true, required, detail: None },
-            Err(detail) => Self { name, ok: false, required, detail: Some(detail) },
+            Ok(()) => Self {
+                name,
+                ok: true,
+                required,
+                detail: None,
+            },
+            Err(detail) => Self {
+                name,
+                ok: false,
+                required,
+                detail: Some(detail),
+            },
         }
     }
 }
@@ -50,11 +60,18 @@ pub async fn live() -> impl IntoResponse {
 
 pub async fn ready(State(h): State<HealthState>) -> impl IntoResponse {
     if h.draining.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        );
     }
     let deps = (h.probe)().await;
     let ready = deps.iter().all(|d| d.ok || !d.required);
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let word = if ready { "ready" } else { "not ready" };
     (status, Json(json!({"status": word, "dependencies": deps})))
 }

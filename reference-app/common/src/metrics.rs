@@ -55,7 +55,11 @@ impl Metrics {
             format!("HTTP request latency of the {service} service"),
             latency.clone(),
         );
-        Self { registry, requests, latency }
+        Self {
+            registry,
+            requests,
+            latency,
+        }
     }
 
     pub fn record(&self, labels: RouteLabels, seconds: f64) {
@@ -91,16 +95,25 @@ pub async fn observe(State(obs): State<Observer>, req: Request, next: Next) -> R
         .unwrap_or_else(|| "unmatched".to_string());
     let mut response = next.run(req).await;
     obs.metrics.record(
-        RouteLabels { method, route, status: response.status().as_u16() },
+        RouteLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        },
         started.elapsed().as_secs_f64(),
     );
-    response.headers_mut().insert(SERVED_BY, obs.served_by.clone());
+    response
+        .headers_mut()
+        .insert(SERVED_BY, obs.served_by.clone());
     response
 }
 
 pub async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         metrics.render(),
     )
 }

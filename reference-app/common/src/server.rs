@@ -81,7 +81,10 @@ impl Kit {
         let health = Router::new()
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready))
-            .with_state(HealthState { draining: self.draining.clone(), probe: service.probe });
+            .with_state(HealthState {
+                draining: self.draining.clone(),
+                probe: service.probe,
+            });
         let metrics = Router::new()
             .route("/metrics", get(metrics::render))
             .with_state(self.metrics.clone());
@@ -112,8 +115,9 @@ impl Kit {
     /// Serves until SIGTERM or SIGINT, then drains.
     pub async fn serve(&self, app: Router) -> anyhow::Result<()> {
         let addr = SocketAddr::new(self.settings.bind, self.settings.port);
-        let listener =
-            TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(
             %addr,
             service = self.service,

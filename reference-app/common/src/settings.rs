@@ -47,7 +47,11 @@ pub struct Argon2Cost {
 
 impl Default for Argon2Cost {
     fn default() -> Self {
-        Self { memory_kib: 4096, iterations: 1, lanes: 1 }
+        Self {
+            memory_kib: 4096,
+            iterations: 1,
+            lanes: 1,
+        }
     }
 }
 
@@ -186,13 +190,17 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
-        let s = Settings { jwt_secret: Secret::new("hunter2"), ..Settings::default() };
+        let s = Settings {
+            jwt_secret: Secret::new("hunter2"),
+            ..Settings::default()
+        };
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("change-me-admin"), "{shown}");
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
     fn environment_overrides_defaults_and_unknown_keys_fail() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SHOP_PORT", "9123");

@@ -42,16 +42,17 @@ struct IdCheck {
 
 async fn audit(state: &AppState) -> ApiResult<Audit> {
     let pool = &state.db.pool;
-    let (accepted, paid, dispatched, pending, payment_failed): (i64, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*),
+    let (accepted, paid, dispatched, pending, payment_failed): (i64, i64, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT COUNT(*),
                 CAST(COALESCE(SUM(status IN ('PAID', 'DISPATCHED')), 0) AS SIGNED),
                 CAST(COALESCE(SUM(status = 'DISPATCHED'), 0) AS SIGNED),
                 CAST(COALESCE(SUM(status = 'PENDING'), 0) AS SIGNED),
                 CAST(COALESCE(SUM(status = 'PAYMENT_FAILED'), 0) AS SIGNED)
          FROM orders",
-    )
-    .fetch_one(pool)
-    .await?;
+        )
+        .fetch_one(pool)
+        .await?;
     let (duplicated,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM (SELECT user_id, idempotency_key FROM orders
          GROUP BY user_id, idempotency_key HAVING COUNT(*) > 1) d",
@@ -59,7 +60,9 @@ async fn audit(state: &AppState) -> ApiResult<Audit> {
     .fetch_one(pool)
     .await?;
     let (outbox_unsent,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetch_one(pool).await?;
+        sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(pool)
+            .await?;
     let stuck: Vec<(String,)> = sqlx::query_as(
         "SELECT id FROM orders WHERE status = 'PAID'
          AND paid_at < NOW(3) - INTERVAL ? MICROSECOND ORDER BY paid_at LIMIT 1000",
@@ -97,13 +100,19 @@ pub(crate) async fn verify_ids(
     Json(body): Json<AcknowledgedIds>,
 ) -> ApiResult<Json<Audit>> {
     if body.order_ids.len() > 1_000_000 {
-        return Err(ApiError::bad_request("at most 1,000,000 order ids per check"));
+        return Err(ApiError::bad_request(
+            "at most 1,000,000 order ids per check",
+        ));
     }
     let mut report = audit(&state).await?;
     let given: HashSet<&str> = body.order_ids.iter().map(String::as_str).collect();
     let mut found_paid = HashSet::new();
     let mut not_dispatched = Vec::new();
-    let ids: Vec<&str> = given.iter().copied().filter(|id| valid_order_id(id)).collect();
+    let ids: Vec<&str> = given
+        .iter()
+        .copied()
+        .filter(|id| valid_order_id(id))
+        .collect();
     for chunk in ids.chunks(1000) {
         let mut q = sqlx::QueryBuilder::new("SELECT id, status FROM orders WHERE id IN (");
         let mut sep = q.separated(", ");
@@ -125,11 +134,18 @@ pub(crate) async fn verify_ids(
             }
         }
     }
-    let mut missing: Vec<String> =
-        given.iter().filter(|id| !found_paid.contains(**id)).map(|id| id.to_string()).collect();
+    let mut missing: Vec<String> = given
+        .iter()
+        .filter(|id| !found_paid.contains(**id))
+        .map(|id| id.to_string())
+        .collect();
     missing.sort();
     not_dispatched.sort();
-    report.checked = Some(IdCheck { given: given.len(), missing, not_dispatched });
+    report.checked = Some(IdCheck {
+        given: given.len(),
+        missing,
+        not_dispatched,
+    });
     Ok(Json(report))
 }
 
@@ -138,7 +154,9 @@ pub(crate) async fn verify_ids(
 pub(crate) async fn reset(State(state): State<AppState>, _: Admin) -> ApiResult<StatusCode> {
     let mut tx = state.db.pool.begin().await?;
     for table in ["shipments", "outbox", "order_lines", "orders"] {
-        sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -47,7 +47,9 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<String> {
         .map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?
         .trim();
     if key.is_empty() || key.len() > 128 {
-        return Err(ApiError::bad_request("Idempotency-Key must be 1 to 128 characters"));
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 128 characters",
+        ));
     }
     Ok(key.to_string())
 }
@@ -85,7 +87,9 @@ fn respond(order: crate::Order, replayed: bool) -> Response {
     };
     let mut response = (status, Json(order)).into_response();
     if replayed {
-        response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert(REPLAYED, HeaderValue::from_static("true"));
     }
     response
 }
@@ -99,9 +103,15 @@ async fn fetch_cart(state: &AppState, user: &AuthUser) -> ApiResult<Cart> {
         .await
         .map_err(|e| ApiError::unavailable("cart", e))?;
     if !response.status().is_success() {
-        return Err(ApiError::unavailable("cart", format!("status {}", response.status())));
+        return Err(ApiError::unavailable(
+            "cart",
+            format!("status {}", response.status()),
+        ));
     }
-    response.json().await.map_err(|e| ApiError::unavailable("cart", e))
+    response
+        .json()
+        .await
+        .map_err(|e| ApiError::unavailable("cart", e))
 }
 
 pub(crate) async fn checkout(
@@ -157,15 +167,21 @@ pub(crate) async fn checkout(
 
     // 2. The payment.
     if !state.payment.charge().await {
-        sqlx::query("UPDATE orders SET status = 'PAYMENT_FAILED', updated_at = NOW(3) WHERE id = ?")
-            .bind(&order_id)
-            .execute(&state.db.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE orders SET status = 'PAYMENT_FAILED', updated_at = NOW(3) WHERE id = ?",
+        )
+        .bind(&order_id)
+        .execute(&state.db.pool)
+        .await?;
         return Err(ApiError::PaymentDeclined);
     }
 
     // 3. PAID and its event, atomically (the outbox).
-    let event = OrderPaid { order_id: order_id.clone(), user_id: user.id, total_cents: cart.total_cents };
+    let event = OrderPaid {
+        order_id: order_id.clone(),
+        user_id: user.id,
+        total_cents: cart.total_cents,
+    };
     let payload = serde_json::to_string(&event).map_err(|e| ApiError::Internal(e.into()))?;
     let mut tx = state.db.pool.begin().await?;
     sqlx::query(

@@ -83,7 +83,10 @@ pub async fn build(kit: Kit) -> anyhow::Result<Service> {
     let routes = Router::new()
         .route("/api/orders", post(checkout::checkout).get(list_orders))
         .route("/api/orders/{id}", get(get_order))
-        .route("/admin/orders/verify", get(audit::verify).post(audit::verify_ids))
+        .route(
+            "/admin/orders/verify",
+            get(audit::verify).post(audit::verify_ids),
+        )
         .route("/admin/reset", post(audit::reset))
         .with_state(state);
     let probe: shop_common::health::ReadyProbe = Arc::new(move || {
@@ -173,7 +176,10 @@ struct OrderSummary {
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
-async fn list_orders(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<OrderSummary>>> {
+async fn list_orders(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<Json<Vec<OrderSummary>>> {
     let rows: Vec<OrderRow> = sqlx::query_as(
         "SELECT id, status, total_cents, created_at FROM orders WHERE user_id = ?
          ORDER BY created_at DESC LIMIT 100",
@@ -183,7 +189,12 @@ async fn list_orders(State(state): State<AppState>, user: AuthUser) -> ApiResult
     .await?;
     Ok(Json(
         rows.into_iter()
-            .map(|r| OrderSummary { order_id: r.id, status: r.status, total_cents: r.total_cents, created_at: r.created_at })
+            .map(|r| OrderSummary {
+                order_id: r.id,
+                status: r.status,
+                total_cents: r.total_cents,
+                created_at: r.created_at,
+            })
             .collect(),
     ))
 }

@@ -6,7 +6,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use lapin::{BasicProperties, Channel, options::{BasicPublishOptions, ConfirmSelectOptions}};
+use lapin::{
+    BasicProperties, Channel,
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+};
 use shop_common::{
     broker::{Broker, EXCHANGE, ORDER_PAID},
     db::Database,
@@ -27,7 +30,11 @@ pub(crate) async fn run(
     let mut channel: Option<Channel> = None;
     let mut failures = 0u32;
     loop {
-        let pause = if failures == 0 { interval } else { (interval * failures).min(Duration::from_secs(2)) };
+        let pause = if failures == 0 {
+            interval
+        } else {
+            (interval * failures).min(Duration::from_secs(2))
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = wakeup.notified() => {}
@@ -46,8 +53,11 @@ pub(crate) async fn run(
                 }
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 20 == 0 {
-                        tracing::warn!(error = format!("{e:#}"), "outbox relay: publishing failed; will retry");
+                    if failures == 1 || failures.is_multiple_of(20) {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "outbox relay: publishing failed; will retry"
+                        );
                     }
                     channel = None;
                     break;
@@ -59,7 +69,9 @@ pub(crate) async fn run(
 
 async fn confirm_channel(broker: &Broker) -> anyhow::Result<Channel> {
     let channel = broker.channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     Ok(channel)
 }
 
@@ -98,7 +110,10 @@ async fn publish_batch(
             ch.basic_publish(
                 EXCHANGE.into(),
                 ORDER_PAID.into(),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 payload.as_bytes(),
                 properties,
             ),

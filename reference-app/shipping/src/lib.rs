@@ -20,7 +20,9 @@ use axum::{
 use futures::StreamExt;
 use lapin::{
     message::Delivery,
-    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions},
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    },
     types::FieldTable,
 };
 use serde::Serialize;
@@ -56,15 +58,33 @@ pub async fn build(kit: Kit) -> anyhow::Result<Service> {
     let broker = Arc::new(Broker::new(&kit.settings));
     let consuming = Arc::new(AtomicBool::new(false));
     let tag = format!("{}@{}", kit.settings.replica, kit.settings.instance);
-    tokio::spawn(consume_forever(db.clone(), broker, consuming.clone(), kit.shutdown.clone(), tag));
-    let state = AppState { db: db.clone(), jwt: kit.jwt() };
-    let routes = Router::new().route("/api/shipping/{order_id}", get(shipment)).with_state(state);
+    tokio::spawn(consume_forever(
+        db.clone(),
+        broker,
+        consuming.clone(),
+        kit.shutdown.clone(),
+        tag,
+    ));
+    let state = AppState {
+        db: db.clone(),
+        jwt: kit.jwt(),
+    };
+    let routes = Router::new()
+        .route("/api/shipping/{order_id}", get(shipment))
+        .with_state(state);
     let probe: shop_common::health::ReadyProbe = Arc::new(move || {
         let db = db.clone();
         let consuming = consuming.load(Ordering::SeqCst);
         Box::pin(async move {
-            let consumer = if consuming { Ok(()) } else { Err("not consuming".to_string()) };
-            vec![db.check().await, DependencyStatus::from_result("rabbitmq", false, consumer)]
+            let consumer = if consuming {
+                Ok(())
+            } else {
+                Err("not consuming".to_string())
+            };
+            vec![
+                db.check().await,
+                DependencyStatus::from_result("rabbitmq", false, consumer),
+            ]
         })
     });
     Ok(Service { routes, probe })
@@ -86,8 +106,11 @@ async fn consume_forever(
                 Ok(()) => return,
                 Err(e) => {
                     consuming.store(false, Ordering::SeqCst);
-                    if attempts == 1 || attempts % 20 == 0 {
-                        tracing::warn!(error = format!("{e:#}"), "order consumer stopped; reconnecting");
+                    if attempts == 1 || attempts.is_multiple_of(20) {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "order consumer stopped; reconnecting"
+                        );
                     }
                 }
             }
@@ -108,9 +131,16 @@ async fn consume(
     tag: &str,
 ) -> anyhow::Result<()> {
     let channel = broker.channel().await?;
-    channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+    channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
     let mut consumer = channel
-        .basic_consume(QUEUE.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            QUEUE.into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     consuming.store(true, Ordering::SeqCst);
     tracing::info!(queue = QUEUE, "consuming order events");
@@ -137,7 +167,9 @@ async fn handle(db: &Database, delivery: Delivery) -> anyhow::Result<()> {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "unreadable order event; dropping it");
-            delivery.reject(BasicRejectOptions { requeue: false }).await?;
+            delivery
+                .reject(BasicRejectOptions { requeue: false })
+                .await?;
             return Ok(());
         }
     };
@@ -148,7 +180,12 @@ async fn handle(db: &Database, delivery: Delivery) -> anyhow::Result<()> {
         }
         Err(e) => {
             tracing::warn!(order_id = %event.order_id, error = %e, "could not dispatch; requeueing");
-            delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await?;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -162,26 +199,33 @@ pub enum Outcome {
     UnknownOrder,
 }
 
-pub async fn dispatch_order(pool: &sqlx::MySqlPool, event: &OrderPaid) -> Result<Outcome, sqlx::Error> {
+pub async fn dispatch_order(
+    pool: &sqlx::MySqlPool,
+    event: &OrderPaid,
+) -> Result<Outcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let status: Option<(String,)> = sqlx::query_as("SELECT status FROM orders WHERE id = ? FOR UPDATE")
-        .bind(&event.order_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let status: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM orders WHERE id = ? FOR UPDATE")
+            .bind(&event.order_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let outcome = match status.as_ref().map(|(s,)| s.as_str()) {
         None => Outcome::UnknownOrder,
         Some("DISPATCHED") => Outcome::Duplicate,
         Some(_) => {
-            let carrier = CARRIERS[event.order_id.bytes().map(usize::from).sum::<usize>() % CARRIERS.len()];
+            let carrier =
+                CARRIERS[event.order_id.bytes().map(usize::from).sum::<usize>() % CARRIERS.len()];
             sqlx::query("INSERT IGNORE INTO shipments (order_id, carrier) VALUES (?, ?)")
                 .bind(&event.order_id)
                 .bind(carrier)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE orders SET status = 'DISPATCHED', updated_at = NOW(3) WHERE id = ?")
-                .bind(&event.order_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE orders SET status = 'DISPATCHED', updated_at = NOW(3) WHERE id = ?",
+            )
+            .bind(&event.order_id)
+            .execute(&mut *tx)
+            .await?;
             Outcome::Dispatched
         }
     };
@@ -210,7 +254,11 @@ async fn shipment(
     if order_id.len() != 36 {
         return Err(ApiError::not_found("no such order"));
     }
-    let row: Option<(String, Option<String>, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+    let row: Option<(
+        String,
+        Option<String>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    )> = sqlx::query_as(
         "SELECT o.status, s.carrier, s.created_at FROM orders o
          LEFT JOIN shipments s ON s.order_id = o.id
          WHERE o.id = ? AND o.user_id = ?",
@@ -219,6 +267,13 @@ async fn shipment(
     .bind(user.id)
     .fetch_optional(&state.db.pool)
     .await?;
-    let (order_status, carrier, dispatched_at) = row.ok_or_else(|| ApiError::not_found("no such order"))?;
-    Ok(Json(Shipment { order_id, order_status, dispatched: carrier.is_some(), carrier, dispatched_at }))
+    let (order_status, carrier, dispatched_at) =
+        row.ok_or_else(|| ApiError::not_found("no such order"))?;
+    Ok(Json(Shipment {
+        order_id,
+        order_status,
+        dispatched: carrier.is_some(),
+        carrier,
+        dispatched_at,
+    }))
 }

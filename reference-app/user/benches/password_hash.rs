@@ -10,8 +10,22 @@ use shop_user::{hash_password, hasher, verify_password};
 fn main() {
     let costs = [
         ("default (4 MiB, t=1, p=1)", Argon2Cost::default()),
-        ("OWASP minimum (19 MiB, t=2, p=1)", Argon2Cost { memory_kib: 19 * 1024, iterations: 2, lanes: 1 }),
-        ("argon2 crate default (19 MiB, t=2, p=1)", Argon2Cost { memory_kib: 19456, iterations: 2, lanes: 1 }),
+        (
+            "OWASP minimum (19 MiB, t=2, p=1)",
+            Argon2Cost {
+                memory_kib: 19 * 1024,
+                iterations: 2,
+                lanes: 1,
+            },
+        ),
+        (
+            "argon2 crate default (19 MiB, t=2, p=1)",
+            Argon2Cost {
+                memory_kib: 19456,
+                iterations: 2,
+                lanes: 1,
+            },
+        ),
     ];
     for (label, cost) in costs {
         let h = hasher(cost).expect("valid cost");
@@ -22,6 +36,10 @@ fn main() {
             assert!(verify_password(&h, "correct horse battery", &hash));
         }
         let per = started.elapsed() / rounds;
-        println!("login verify, {label}: {:.2} ms per login, {:.0} logins/s per core", per.as_secs_f64() * 1e3, 1.0 / per.as_secs_f64());
+        println!(
+            "login verify, {label}: {:.2} ms per login, {:.0} logins/s per core",
+            per.as_secs_f64() * 1e3,
+            1.0 / per.as_secs_f64()
+        );
     }
 }

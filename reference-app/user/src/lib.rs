@@ -104,12 +104,18 @@ fn validate(reg: &Registration) -> ApiResult<()> {
     }
     let email = reg.email.trim();
     let well_formed = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
     if !well_formed {
-        return Err(ApiError::bad_request("email must look like name@example.com"));
+        return Err(ApiError::bad_request(
+            "email must look like name@example.com",
+        ));
     }
     if !(8..=128).contains(&reg.password.chars().count()) {
-        return Err(ApiError::bad_request("password must be 8 to 128 characters"));
+        return Err(ApiError::bad_request(
+            "password must be 8 to 128 characters",
+        ));
     }
     Ok(())
 }
@@ -136,10 +142,17 @@ async fn register(
         .execute(&state.db.pool)
         .await;
     match result {
-        Ok(done) => Ok((StatusCode::CREATED, Json(User { id: done.last_insert_id(), name, email }))),
-        Err(e) if is_duplicate_key(&e) => {
-            Err(ApiError::Conflict("an account with this email exists".into()))
-        }
+        Ok(done) => Ok((
+            StatusCode::CREATED,
+            Json(User {
+                id: done.last_insert_id(),
+                name,
+                email,
+            }),
+        )),
+        Err(e) if is_duplicate_key(&e) => Err(ApiError::Conflict(
+            "an account with this email exists".into(),
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -178,7 +191,10 @@ async fn login(
     if !(known && matches) {
         return Err(ApiError::unauthorized("wrong email or password"));
     }
-    Ok(Json(Token { token: state.jwt.issue(id, &email)?, user_id: id }))
+    Ok(Json(Token {
+        token: state.jwt.issue(id, &email)?,
+        user_id: id,
+    }))
 }
 
 async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<User>> {
@@ -186,7 +202,9 @@ async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Use
         .bind(user.id)
         .fetch_optional(&state.db.pool)
         .await?;
-    found.map(Json).ok_or_else(|| ApiError::not_found("no such user"))
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("no such user"))
 }
 
 #[cfg(test)]

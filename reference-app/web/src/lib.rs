@@ -27,10 +27,24 @@ const STYLE: &str = include_str!("../assets/style.css");
 pub async fn build(kit: Kit) -> anyhow::Result<Service> {
     let mut routes = Router::new()
         .route("/", get(|| async { Html(INDEX) }))
-        .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }))
-        .route("/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }));
+        .route(
+            "/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
+        );
     if kit.settings.proxy_api {
-        let proxy = Proxy { http: http_client(&kit.settings), upstreams: Arc::new(Upstreams::from(&kit.settings)) };
+        let proxy = Proxy {
+            http: http_client(&kit.settings),
+            upstreams: Arc::new(Upstreams::from(&kit.settings)),
+        };
         routes = routes.merge(
             Router::new()
                 .route("/api/{*rest}", any(forward))
@@ -38,7 +52,10 @@ pub async fn build(kit: Kit) -> anyhow::Result<Service> {
                 .with_state(proxy),
         );
     }
-    Ok(Service { routes, probe: no_dependencies() })
+    Ok(Service {
+        routes,
+        probe: no_dependencies(),
+    })
 }
 
 struct Upstreams {
@@ -91,7 +108,11 @@ struct Proxy {
 const FORWARDED: [HeaderName; 3] = [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
 
 async fn forward(State(proxy): State<Proxy>, request: Request) -> Result<Response, ApiError> {
-    let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
     let base = proxy
         .upstreams
         .for_path(request.uri().path())
@@ -102,7 +123,10 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Result<Respons
     let body: Bytes = axum::body::to_bytes(request.into_body(), 1 << 20)
         .await
         .map_err(|_| ApiError::bad_request("request body too large"))?;
-    let mut outgoing = proxy.http.request(method, format!("{base}{path_and_query}")).body(body);
+    let mut outgoing = proxy
+        .http
+        .request(method, format!("{base}{path_and_query}"))
+        .body(body);
     for name in FORWARDED.iter() {
         if let Some(v) = headers.get(name) {
             outgoing = outgoing.header(name, v);
@@ -111,8 +135,12 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Result<Respons
     if let Some(v) = headers.get("idempotency-key") {
         outgoing = outgoing.header("idempotency-key", v);
     }
-    let upstream = outgoing.send().await.map_err(|e| ApiError::unavailable("upstream", e))?;
-    let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let upstream = outgoing
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable("upstream", e))?;
+    let status =
+        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = Response::builder().status(status);
     for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
         if let Some(v) = upstream.headers().get(&name) {
@@ -124,6 +152,12 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Result<Respons
             response = response.header(format!("x-upstream-{}", name.trim_start_matches("x-")), v);
         }
     }
-    let bytes = upstream.bytes().await.map_err(|e| ApiError::unavailable("upstream", e))?;
-    response.body(Body::from(bytes)).map_err(|e| ApiError::Internal(e.into())).map(IntoResponse::into_response)
+    let bytes = upstream
+        .bytes()
+        .await
+        .map_err(|e| ApiError::unavailable("upstream", e))?;
+    response
+        .body(Body::from(bytes))
+        .map_err(|e| ApiError::Internal(e.into()))
+        .map(IntoResponse::into_response)
 }

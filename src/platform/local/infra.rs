@@ -68,7 +68,11 @@ impl Redis {
             Some(p) => p,
             None => free_port(ip)?,
         };
-        let mut redis = Self { addr: SocketAddr::new(ip, port), dir, process: None };
+        let mut redis = Self {
+            addr: SocketAddr::new(ip, port),
+            dir,
+            process: None,
+        };
         redis.launch().await?;
         Ok(redis)
     }
@@ -81,8 +85,22 @@ impl Redis {
             .args(["--bind", &self.addr.ip().to_string()])
             .arg("--dir")
             .arg(&self.dir)
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
-            .args(["--daemonize", "no", "--protected-mode", "no", "--logfile", ""]);
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ])
+            .args([
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+                "--logfile",
+                "",
+            ]);
         let mut process = Supervised::spawn("redis", cmd, &self.dir.join("redis.log"))?;
         let addr = self.addr;
         wait_ready(&mut process, Duration::from_secs(15), || redis_pong(addr)).await?;
@@ -130,7 +148,10 @@ async fn redis_pong(addr: SocketAddr) -> bool {
         let n = stream.read(&mut buf).await.ok()?;
         Some(buf[..n].starts_with(b"+PONG"))
     };
-    matches!(tokio::time::timeout(Duration::from_millis(500), attempt).await, Ok(Some(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), attempt).await,
+        Ok(Some(true))
+    )
 }
 
 // ---------------------------------------------------------------- MariaDB
@@ -164,7 +185,11 @@ impl MariaDb {
             Some(p) => p,
             None => free_port(options.ip)?,
         };
-        let mut db = Self { addr: SocketAddr::new(options.ip, port), options, process: None };
+        let mut db = Self {
+            addr: SocketAddr::new(options.ip, port),
+            options,
+            process: None,
+        };
         db.launch().await?;
         Ok(db)
     }
@@ -181,11 +206,18 @@ impl MariaDb {
         create_dir(&data)?;
         let program = find_program("mariadb-install-db", "mariadb-server")?;
         let output = Command::new(program)
-            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal"])
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+            ])
             .args(["--skip-test-db", "--skip-name-resolve"])
             .arg(format!("--datadir={}", data.display()))
             .output()
-            .map_err(|source| Error::Spawn { program: "mariadb-install-db".into(), source })?;
+            .map_err(|source| Error::Spawn {
+                program: "mariadb-install-db".into(),
+                source,
+            })?;
         if !output.status.success() {
             return Err(Error::Command {
                 name: "mariadb-install-db".into(),
@@ -219,19 +251,50 @@ impl MariaDb {
         let mut cmd = Command::new(program);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--socket={}", self.options.dir.join("mariadbd.sock").display()))
-            .arg(format!("--pid-file={}", self.options.dir.join("mariadbd.pid").display()))
+            .arg(format!(
+                "--socket={}",
+                self.options.dir.join("mariadbd.sock").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                self.options.dir.join("mariadbd.pid").display()
+            ))
             .arg(format!("--init-file={}", init.display()))
             .arg(format!("--port={}", self.addr.port()))
             .arg(format!("--bind-address={}", self.addr.ip()))
             .arg(format!("--server-id={}", self.options.server_id))
-            .args(["--user=root", "--skip-name-resolve", "--performance-schema=OFF"])
-            .args(["--innodb-buffer-pool-size=64M", "--max-connections=500", "--log-error="]);
+            .args([
+                "--user=root",
+                "--skip-name-resolve",
+                "--performance-schema=OFF",
+            ])
+            .args([
+                "--innodb-buffer-pool-size=64M",
+                "--max-connections=500",
+                "--log-error=",
+            ]);
         if self.options.replication {
-            cmd.arg(format!("--log-bin={}", self.options.dir.join("binlog").join("mariadb-bin").display()))
-                .args(["--binlog-format=ROW", "--log-slave-updates=ON", "--gtid-strict-mode=ON"])
-                .args(["--rpl-semi-sync-master-enabled=ON", "--rpl-semi-sync-slave-enabled=ON"])
-                .args(["--rpl-semi-sync-master-timeout=3000", "--relay-log=relay-bin"]);
+            cmd.arg(format!(
+                "--log-bin={}",
+                self.options
+                    .dir
+                    .join("binlog")
+                    .join("mariadb-bin")
+                    .display()
+            ))
+            .args([
+                "--binlog-format=ROW",
+                "--log-slave-updates=ON",
+                "--gtid-strict-mode=ON",
+            ])
+            .args([
+                "--rpl-semi-sync-master-enabled=ON",
+                "--rpl-semi-sync-slave-enabled=ON",
+            ])
+            .args([
+                "--rpl-semi-sync-master-timeout=3000",
+                "--relay-log=relay-bin",
+            ]);
             create_dir(&self.options.dir.join("binlog"))?;
         } else {
             cmd.arg("--skip-log-bin");
@@ -258,12 +321,18 @@ impl MariaDb {
 
     /// The URL the shop's services use.
     pub fn shop_url(&self) -> String {
-        format!("mysql://{}:{}@{}/{DATABASE}?ssl-mode=disabled", SHOP_USER.0, SHOP_USER.1, self.addr)
+        format!(
+            "mysql://{}:{}@{}/{DATABASE}?ssl-mode=disabled",
+            SHOP_USER.0, SHOP_USER.1, self.addr
+        )
     }
 
     /// An administrative URL (replication, promotion, audits by hand).
     pub fn admin_url(&self) -> String {
-        format!("mysql://{}:{}@{}/mysql?ssl-mode=disabled", ADMIN_USER.0, ADMIN_USER.1, self.addr)
+        format!(
+            "mysql://{}:{}@{}/mysql?ssl-mode=disabled",
+            ADMIN_USER.0, ADMIN_USER.1, self.addr
+        )
     }
 
     pub async fn admin(&self) -> Result<MySqlConnection> {
@@ -336,12 +405,21 @@ impl RabbitMq {
         // Debian's /usr/sbin/rabbitmq-server switches to the rabbitmq user;
         // the script behind it runs the node as whoever calls it.
         let direct = PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server");
-        let server = if direct.is_file() { direct } else { find_program("rabbitmq-server", "rabbitmq-server")? };
+        let server = if direct.is_file() {
+            direct
+        } else {
+            find_program("rabbitmq-server", "rabbitmq-server")?
+        };
         create_dir(&self.dir)?;
         if self.epmd.as_mut().is_none_or(|e| !e.is_running()) {
             let epmd = find_program("epmd", "erlang-base")?;
             let mut cmd = Command::new(epmd);
-            cmd.args(["-port", &self.epmd_port.to_string(), "-address", "127.0.0.1"]);
+            cmd.args([
+                "-port",
+                &self.epmd_port.to_string(),
+                "-address",
+                "127.0.0.1",
+            ]);
             self.epmd = Some(Supervised::spawn("epmd", cmd, &self.dir.join("epmd.log"))?);
         }
         let conf = self.dir.join("rabbitmq.conf");
@@ -377,7 +455,10 @@ impl RabbitMq {
             .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
             .env("RABBITMQ_PID_FILE", self.dir.join("rabbitmq.pid"))
-            .env("RABBITMQ_FEATURE_FLAGS_FILE", self.dir.join("feature_flags"))
+            .env(
+                "RABBITMQ_FEATURE_FLAGS_FILE",
+                self.dir.join("feature_flags"),
+            )
             .env("ERL_CRASH_DUMP", self.dir.join("erl_crash.dump"))
             .current_dir(&self.dir);
         let mut process = Supervised::spawn("rabbitmq", cmd, &self.dir.join("rabbitmq.log"))?;

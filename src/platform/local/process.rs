@@ -34,13 +34,27 @@ impl Supervised {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let out = File::options().create(true).append(true).open(log).map_err(|e| Error::io(log, e))?;
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| Error::io(log, e))?;
         let err = out.try_clone().map_err(|e| Error::io(log, e))?;
-        command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
         let program = command.get_program().to_string_lossy().into_owned();
-        let child = command.spawn().map_err(|source| Error::Spawn { program, source })?;
+        let child = command
+            .spawn()
+            .map_err(|source| Error::Spawn { program, source })?;
         tracing::debug!(name, pid = child.id(), "started");
-        Ok(Self { name, child: Some(child), log: log.to_path_buf() })
+        Ok(Self {
+            name,
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -104,12 +118,10 @@ impl Supervised {
         let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.signal(Signal::SIGKILL);
-                    self.child = None;
-                    return Some(status);
-                }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.signal(Signal::SIGKILL);
+                self.child = None;
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -155,7 +167,10 @@ pub fn find_program(program: &str, package: &'static str) -> Result<PathBuf> {
 /// A TCP port that was free a moment ago on `ip`.
 pub fn free_port(ip: std::net::IpAddr) -> Result<u16> {
     let listener = std::net::TcpListener::bind((ip, 0)).map_err(|e| Error::io("free port", e))?;
-    Ok(listener.local_addr().map_err(|e| Error::io("free port", e))?.port())
+    Ok(listener
+        .local_addr()
+        .map_err(|e| Error::io("free port", e))?
+        .port())
 }
 
 /// Polls `check` every 50 ms until it is true or `timeout` passes.
@@ -179,7 +194,11 @@ where
 /// True when something accepts TCP connections at `addr`.
 pub async fn accepts_tcp(addr: std::net::SocketAddr) -> bool {
     matches!(
-        tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await,
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr)
+        )
+        .await,
         Ok(Ok(_))
     )
 }

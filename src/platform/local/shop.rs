@@ -68,7 +68,14 @@ pub struct Replica {
 
 impl Replica {
     /// Starts `shop-<service>` listening on `addr`.
-    pub fn spawn(service: &str, name: &str, instance: &str, addr: SocketAddr, env: &ShopEnv, log: &Path) -> Result<Self> {
+    pub fn spawn(
+        service: &str,
+        name: &str,
+        instance: &str,
+        addr: SocketAddr,
+        env: &ShopEnv,
+        log: &Path,
+    ) -> Result<Self> {
         let mut cmd = Command::new(binary(service)?);
         cmd.env_clear();
         for key in ["PATH", "RUST_LOG", "RUST_BACKTRACE"] {
@@ -82,7 +89,12 @@ impl Replica {
             .env("SHOP_REPLICA", name)
             .env("SHOP_INSTANCE", instance);
         let process = Supervised::spawn(name, cmd, log)?;
-        Ok(Self { service: service.into(), name: name.into(), addr, process: Some(process) })
+        Ok(Self {
+            service: service.into(),
+            name: name.into(),
+            addr,
+            process: Some(process),
+        })
     }
 
     pub fn url(&self) -> String {
@@ -110,7 +122,13 @@ impl Replica {
         let url = format!("{}/health/ready", self.url());
         let ready = wait_until(timeout, || {
             let (client, url) = (client.clone(), url.clone());
-            async move { client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
+            async move {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
         })
         .await;
         if ready {
@@ -120,7 +138,12 @@ impl Replica {
             Some(p) => (p.log().to_path_buf(), p.log_tail(20)),
             None => (PathBuf::new(), String::new()),
         };
-        Err(Error::NotReady { name: self.name.clone(), waited: timeout, log, tail })
+        Err(Error::NotReady {
+            name: self.name.clone(),
+            waited: timeout,
+            log,
+            tail,
+        })
     }
 
     pub fn kill(&mut self) {

@@ -4,7 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::{collections::HashMap, net::{IpAddr, SocketAddr}, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use gameday::platform::local::{
     infra::{MariaDb, MariaDbOptions, RabbitMq, Redis},
@@ -45,10 +49,19 @@ pub async fn start_infra(dir: &std::path::Path) -> (Redis, MariaDb, RabbitMq) {
         }),
         RabbitMq::start(&rabbit_dir, LOOPBACK, None),
     );
-    (redis.expect("redis starts"), mariadb.expect("mariadb starts"), rabbit.expect("rabbitmq starts"))
+    (
+        redis.expect("redis starts"),
+        mariadb.expect("mariadb starts"),
+        rabbit.expect("rabbitmq starts"),
+    )
 }
 
-pub fn shop_env(redis: &Redis, mariadb: &MariaDb, rabbit: &RabbitMq, addrs: &HashMap<&'static str, SocketAddr>) -> ShopEnv {
+pub fn shop_env(
+    redis: &Redis,
+    mariadb: &MariaDb,
+    rabbit: &RabbitMq,
+    addrs: &HashMap<&'static str, SocketAddr>,
+) -> ShopEnv {
     let mut env = ShopEnv::default();
     env.set("mysql_url", mariadb.shop_url())
         .set("redis_url", redis.url())
@@ -59,7 +72,13 @@ pub fn shop_env(redis: &Redis, mariadb: &MariaDb, rabbit: &RabbitMq, addrs: &Has
         .set("stuck_after", "30s")
         .set("relay_interval", "100ms")
         .set("proxy_api", "true");
-    for (service, key) in [("user", "users_url"), ("catalogue", "catalogue_url"), ("cart", "cart_url"), ("orders", "orders_url"), ("shipping", "shipping_url")] {
+    for (service, key) in [
+        ("user", "users_url"),
+        ("catalogue", "catalogue_url"),
+        ("cart", "cart_url"),
+        ("orders", "orders_url"),
+        ("shipping", "shipping_url"),
+    ] {
         env.set(key, format!("http://{}", addrs[service]));
     }
     env
@@ -68,7 +87,12 @@ pub fn shop_env(redis: &Redis, mariadb: &MariaDb, rabbit: &RabbitMq, addrs: &Has
 pub fn service_addrs() -> HashMap<&'static str, SocketAddr> {
     SERVICES
         .iter()
-        .map(|s| (*s, SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("free port"))))
+        .map(|s| {
+            (
+                *s,
+                SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("free port")),
+            )
+        })
         .collect()
 }
 
@@ -91,7 +115,10 @@ impl Stack {
             replicas: HashMap::new(),
             addrs,
             env,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
             dir,
         };
         for service in SERVICES {
@@ -106,8 +133,15 @@ impl Stack {
     /// Starts one service's replica without waiting for it.
     pub fn spawn_service(&mut self, service: &'static str) {
         let log = self.dir.path().join("logs").join(format!("{service}.log"));
-        let replica = Replica::spawn(service, &format!("{service}-1"), "i-1", self.addrs[service], &self.env, &log)
-            .expect("service starts");
+        let replica = Replica::spawn(
+            service,
+            &format!("{service}-1"),
+            "i-1",
+            self.addrs[service],
+            &self.env,
+            &log,
+        )
+        .expect("service starts");
         self.replicas.insert(service, replica);
     }
 
@@ -134,12 +168,20 @@ impl Stack {
     }
 
     pub fn log(&self, service: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join("logs").join(format!("{service}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("logs").join(format!("{service}.log")))
+            .unwrap_or_default()
     }
 
     /// A request through the storefront; returns status, JSON body (Null if
     /// none) and headers.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, Value, HeaderMap) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value, HeaderMap) {
         let mut req = self.http.request(method, format!("{}{path}", self.entry()));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -154,7 +196,11 @@ impl Stack {
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await.unwrap_or_default();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, json, headers)
     }
 
@@ -168,42 +214,85 @@ impl Stack {
         let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
         let password = "correct horse battery";
         let (status, body, _) = self
-            .call(Method::POST, "/api/users/register", None, Some(json!({"name": name, "email": email, "password": password})), &[])
+            .call(
+                Method::POST,
+                "/api/users/register",
+                None,
+                Some(json!({"name": name, "email": email, "password": password})),
+                &[],
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "register: {body}");
         let (status, body, _) = self
-            .call(Method::POST, "/api/users/login", None, Some(json!({"email": email, "password": password})), &[])
+            .call(
+                Method::POST,
+                "/api/users/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+                &[],
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "login: {body}");
-        Shopper { token: body["token"].as_str().expect("token").to_string(), email, password: password.to_string() }
+        Shopper {
+            token: body["token"].as_str().expect("token").to_string(),
+            email,
+            password: password.to_string(),
+        }
     }
 
     /// Puts `qty` of `sku` in the shopper's cart.
     pub async fn add_to_cart(&self, shopper: &Shopper, sku: &str, qty: u32) {
         let (status, body, _) = self
-            .call(Method::PUT, &format!("/api/cart/items/{sku}"), Some(&shopper.token), Some(json!({"qty": qty})), &[])
+            .call(
+                Method::PUT,
+                &format!("/api/cart/items/{sku}"),
+                Some(&shopper.token),
+                Some(json!({"qty": qty})),
+                &[],
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "add to cart: {body}");
     }
 
     pub async fn checkout(&self, shopper: &Shopper, key: &str) -> (StatusCode, Value, HeaderMap) {
-        self.call(Method::POST, "/api/orders", Some(&shopper.token), None, &[("Idempotency-Key", key)]).await
+        self.call(
+            Method::POST,
+            "/api/orders",
+            Some(&shopper.token),
+            None,
+            &[("Idempotency-Key", key)],
+        )
+        .await
     }
 
     pub async fn audit(&self) -> Value {
         let (status, body, _) = self
-            .call(Method::GET, "/admin/orders/verify", Some(ADMIN_TOKEN), None, &[])
+            .call(
+                Method::GET,
+                "/admin/orders/verify",
+                Some(ADMIN_TOKEN),
+                None,
+                &[],
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "audit: {body}");
         body
     }
 
     /// Polls the order until its status is `want`, or panics after `timeout`.
-    pub async fn wait_for_status(&self, shopper: &Shopper, order_id: &str, want: &str, timeout: Duration) {
+    pub async fn wait_for_status(
+        &self,
+        shopper: &Shopper,
+        order_id: &str,
+        want: &str,
+        timeout: Duration,
+    ) {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = Value::Null;
         while tokio::time::Instant::now() < deadline {
-            let (status, body) = self.get(&format!("/api/orders/{order_id}"), Some(&shopper.token)).await;
+            let (status, body) = self
+                .get(&format!("/api/orders/{order_id}"), Some(&shopper.token))
+                .await;
             if status == StatusCode::OK && body["status"] == want {
                 return;
             }

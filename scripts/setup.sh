@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the real servers gameday runs the shop on (Debian/Ubuntu packages):
+# redis-server, rabbitmq-server, mariadb-server and haproxy. Idempotent: does
+# nothing when they are all there. The packages try to start system services;
+# that may fail harmlessly - gameday starts its own private servers.
+set -euo pipefail
+
+missing=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "$2" ]; }
+have redis-server /usr/bin/redis-server || missing+=(redis-server)
+have rabbitmq-server /usr/lib/rabbitmq/bin/rabbitmq-server || missing+=(rabbitmq-server)
+have mariadbd /usr/sbin/mariadbd || missing+=(mariadb-server)
+have haproxy /usr/sbin/haproxy || missing+=(haproxy)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: redis-server, rabbitmq-server, mariadb-server and haproxy are installed"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+# The packages' own service starts may fail in containers; that is expected.
+$sudo apt-get install -y -q "${missing[@]}" || {
+  echo "setup: apt-get reported an error; checking whether the programs are usable anyway" >&2
+}
+for p in redis-server mariadbd haproxy; do
+  command -v "$p" >/dev/null 2>&1 || [ -x "/usr/sbin/$p" ] || { echo "setup: $p is still missing" >&2; exit 1; }
+done
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || { echo "setup: rabbitmq-server is still missing" >&2; exit 1; }
+echo "setup: done"
