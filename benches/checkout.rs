@@ -20,12 +20,21 @@ fn cpu_ticks(pid: u32) -> u64 {
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of stat; 12 and 13 after "pid (comm)".
-    fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    fields
+        .get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -44,7 +53,10 @@ async fn main() {
     let orders_pid = stack.replicas["orders"].pid().expect("orders runs");
     let orders = format!("http://{}", stack.addrs["orders"]);
     let cart = format!("http://{}", stack.addrs["cart"]);
-    let ticks_per_s = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+    let ticks_per_s = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
 
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -93,13 +105,31 @@ async fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_s = (cpu_ticks(orders_pid) - cpu_before) as f64 / ticks_per_s;
     latencies.sort();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(f64::NAN)
+    };
     let ok = latencies.len() as f64;
     println!("checkout benchmark: {concurrency} shoppers, {elapsed:.1} s, payment latency 20 ms");
     println!("  checkouts: {} ok, {failed} failed", latencies.len());
     println!("  throughput: {:.1} checkouts/s", ok / elapsed);
-    println!("  latency ms: p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}", pct(0.50), pct(0.95), pct(0.99), pct(1.0));
-    println!("  orders process CPU: {:.1}% of one core, {:.2} ms CPU per checkout", 100.0 * cpu_s / elapsed, 1e3 * cpu_s / ok.max(1.0));
+    println!(
+        "  latency ms: p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0)
+    );
+    println!(
+        "  orders process CPU: {:.1}% of one core, {:.2} ms CPU per checkout",
+        100.0 * cpu_s / elapsed,
+        1e3 * cpu_s / ok.max(1.0)
+    );
     let audit = stack.audit().await;
-    println!("  audit after the run: accepted {} paid {} duplicated {}", audit["accepted"], audit["paid"], audit["duplicated"]);
+    println!(
+        "  audit after the run: accepted {} paid {} duplicated {}",
+        audit["accepted"], audit["paid"], audit["duplicated"]
+    );
 }

@@ -1,5 +1,10 @@
 //! gameday: a chaos-and-load harness for e-commerce systems.
+pub mod cli;
+pub mod commands;
 pub mod errors;
+pub mod events;
+pub mod exit_codes;
 pub mod platform;
+pub mod scenario;
 
 pub use errors::{Error, Result};

@@ -1,0 +1,67 @@
+//! The command line (clap). Each command is a function in `commands/` that
+//! returns an exit code from `exit_codes`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::{commands, exit_codes};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gameday",
+    version,
+    about = "Chaos and load for e-commerce systems: shoppers shop while things break"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the whole shop on this machine (HAProxy, MariaDB primary and
+    /// standby, Redis, RabbitMQ, replicas spread over instances) and wait
+    /// until it is ready.
+    Up(UpArgs),
+    /// Show what runs where.
+    Status {
+        /// Machine-readable output (the shape in DESIGN.md section 8).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop everything `gameday up` started, from any shell.
+    Down,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Take the topology from this scenario's `target` section.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Return once the shop is ready and leave a supervisor running;
+    /// `gameday down` stops it.
+    #[arg(long)]
+    pub detach: bool,
+    /// Where the stack keeps its files (default: in gameday's state directory).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Internal: be the detached supervisor.
+    #[arg(long, hide = true)]
+    pub supervise: bool,
+}
+
+pub async fn run(cli: Cli) -> i32 {
+    let outcome = match cli.command {
+        Command::Up(args) => commands::up::run(args).await,
+        Command::Status { json } => commands::status::run(json),
+        Command::Down => commands::down::run().await,
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gameday: {e:#}");
+            exit_codes::ERROR
+        }
+    }
+}

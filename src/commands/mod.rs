@@ -1,0 +1,4 @@
+//! One module per command.
+pub mod down;
+pub mod status;
+pub mod up;

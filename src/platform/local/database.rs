@@ -1,0 +1,224 @@
+//! The shop's database as a MariaDB primary and standby: GTID replication,
+//! semi-synchronous (AFTER_SYNC), so a write the primary acknowledged is
+//! already on the standby. Failover kills the primary, lets the standby apply
+//! everything it received, promotes it (replication stopped, writable) and
+//! moves the writer endpoint; a new standby can then be rebuilt from the new
+//! primary's binary log.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use serde_json::json;
+use sqlx::{Row, mysql::MySqlConnection};
+
+use super::{
+    haproxy::{RuntimeApi, WRITER_BACKEND, WRITER_SERVER},
+    infra::{ADMIN_USER, MariaDb, MariaDbOptions},
+};
+use crate::{
+    errors::{Error, Result},
+    events::EventLog,
+};
+
+pub struct DatabasePair {
+    pub primary: MariaDb,
+    pub standby: Option<MariaDb>,
+    dir: PathBuf,
+    ip: IpAddr,
+    next_server_id: u32,
+}
+
+/// How long each step of a failover took, in milliseconds from the kill.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailoverReport {
+    pub old_primary: String,
+    pub new_primary: String,
+    pub promoted_ms: u64,
+    pub writer_moved_ms: u64,
+    pub standby_rebuilt_ms: Option<u64>,
+}
+
+fn server_options(dir: &std::path::Path, ip: IpAddr, id: u32) -> MariaDbOptions {
+    MariaDbOptions {
+        dir: dir.join(format!("mariadb-{id}")),
+        ip,
+        port: None,
+        server_id: id,
+        replication: true,
+    }
+}
+
+impl DatabasePair {
+    pub async fn start(dir: PathBuf, ip: IpAddr) -> Result<Self> {
+        let (primary, standby) = tokio::join!(
+            MariaDb::start(server_options(&dir, ip, 1)),
+            MariaDb::start(server_options(&dir, ip, 2))
+        );
+        let (primary, standby) = (primary?, standby?);
+        replicate_from(&standby, &primary).await?;
+        wait_semi_sync(&primary).await?;
+        Ok(Self {
+            primary,
+            standby: Some(standby),
+            dir,
+            ip,
+            next_server_id: 3,
+        })
+    }
+
+    pub fn primary_name(&self) -> String {
+        format!("mariadb-{}", self.primary.options.server_id)
+    }
+
+    pub fn standby_name(&self) -> Option<String> {
+        self.standby
+            .as_ref()
+            .map(|s| format!("mariadb-{}", s.options.server_id))
+    }
+
+    /// Kills the primary and promotes the standby behind the writer endpoint.
+    pub async fn failover(
+        &mut self,
+        haproxy: &RuntimeApi,
+        events: &EventLog,
+        rebuild: bool,
+    ) -> Result<FailoverReport> {
+        let Some(standby) = self.standby.take() else {
+            return Err(Error::Command {
+                name: "db failover".into(),
+                detail: "there is no standby to promote".into(),
+            });
+        };
+        let old_primary = self.primary_name();
+        let new_primary = format!("mariadb-{}", standby.options.server_id);
+        let started = std::time::Instant::now();
+        self.primary.kill();
+        events.emit("db.primary_killed", json!({"server": old_primary}));
+
+        let promoted = async {
+            let mut conn = standby.admin().await?;
+            sqlx::query("STOP SLAVE IO_THREAD")
+                .execute(&mut conn)
+                .await?;
+            wait_relay_log_applied(&mut conn).await?;
+            for statement in [
+                "STOP SLAVE",
+                "RESET SLAVE ALL",
+                "SET GLOBAL read_only = OFF",
+            ] {
+                sqlx::query(statement).execute(&mut conn).await?;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = promoted {
+            self.standby = Some(standby);
+            return Err(e);
+        }
+        let promoted_ms = started.elapsed().as_millis() as u64;
+        events.emit(
+            "db.standby_promoted",
+            json!({"server": new_primary, "after_ms": promoted_ms}),
+        );
+
+        haproxy
+            .move_server(WRITER_BACKEND, WRITER_SERVER, standby.addr)
+            .await?;
+        let writer_moved_ms = started.elapsed().as_millis() as u64;
+        events.emit("db.writer_moved", json!({"to": new_primary, "address": standby.addr.to_string(), "after_ms": writer_moved_ms}));
+
+        let mut old = std::mem::replace(&mut self.primary, standby);
+        old.kill();
+        let mut report = FailoverReport {
+            old_primary,
+            new_primary,
+            promoted_ms,
+            writer_moved_ms,
+            standby_rebuilt_ms: None,
+        };
+        if rebuild {
+            self.rebuild_standby(events).await?;
+            report.standby_rebuilt_ms = Some(started.elapsed().as_millis() as u64);
+        }
+        Ok(report)
+    }
+
+    /// Starts a fresh server replicating from the current primary.
+    pub async fn rebuild_standby(&mut self, events: &EventLog) -> Result<()> {
+        let id = self.next_server_id;
+        self.next_server_id += 1;
+        let standby = MariaDb::start(server_options(&self.dir, self.ip, id)).await?;
+        replicate_from(&standby, &self.primary).await?;
+        wait_semi_sync(&self.primary).await?;
+        events.emit(
+            "db.standby_rebuilt",
+            json!({"server": format!("mariadb-{id}")}),
+        );
+        self.standby = Some(standby);
+        Ok(())
+    }
+
+    pub fn kill_all(&mut self) {
+        self.primary.kill();
+        if let Some(s) = self.standby.as_mut() {
+            s.kill();
+        }
+    }
+}
+
+async fn replicate_from(replica: &MariaDb, source: &MariaDb) -> Result<()> {
+    let mut conn = replica.admin().await?;
+    let (user, password) = ADMIN_USER;
+    let change = format!(
+        "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{user}', MASTER_PASSWORD='{password}', \
+         MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+        source.addr.ip(),
+        source.addr.port()
+    );
+    for statement in [change.as_str(), "START SLAVE", "SET GLOBAL read_only = ON"] {
+        sqlx::query(statement).execute(&mut conn).await?;
+    }
+    Ok(())
+}
+
+/// Waits until the primary has a semi-synchronous replica attached.
+async fn wait_semi_sync(primary: &MariaDb) -> Result<()> {
+    let mut conn = primary.admin().await?;
+    for _ in 0..200 {
+        let row = sqlx::query("SHOW STATUS LIKE 'Rpl_semi_sync_master_clients'")
+            .fetch_optional(&mut conn)
+            .await?;
+        let clients: String = row
+            .map(|r| r.try_get::<String, _>(1).unwrap_or_default())
+            .unwrap_or_default();
+        if clients.trim().parse::<u32>().unwrap_or(0) >= 1 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(Error::Command {
+        name: "replication".into(),
+        detail: "the standby did not attach as a semi-synchronous replica in 10 s".into(),
+    })
+}
+
+/// Waits until the SQL thread has applied every event the IO thread received.
+async fn wait_relay_log_applied(conn: &mut MySqlConnection) -> Result<()> {
+    for _ in 0..400 {
+        let row = sqlx::query("SHOW SLAVE STATUS")
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else { return Ok(()) };
+        let read: u64 = row.try_get("Read_Master_Log_Pos").unwrap_or(0);
+        let exec: u64 = row.try_get("Exec_Master_Log_Pos").unwrap_or(0);
+        let read_file: String = row.try_get("Master_Log_File").unwrap_or_default();
+        let exec_file: String = row.try_get("Relay_Master_Log_File").unwrap_or_default();
+        if read == exec && read_file == exec_file {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(Error::Command {
+        name: "db failover".into(),
+        detail: "the standby did not finish applying its relay log in 10 s".into(),
+    })
+}

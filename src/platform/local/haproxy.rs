@@ -1,0 +1,327 @@
+//! The local load balancer: a real HAProxy with a generated configuration and
+//! its runtime API (the stats socket) to add, remove, enable and disable
+//! servers as replicas come and go, without a reload.
+//!
+//! - a public frontend (the storefront URL) routing /api/* by service;
+//! - an internal frontend per service, for service-to-service calls;
+//! - per service, a backend with active checks on /health/ready every 500 ms,
+//!   2 failures to mark a server down, and retries with redispatch;
+//! - a TCP "writer" endpoint in front of the current database primary.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::process::{Supervised, find_program, wait_until};
+use crate::errors::{Error, Result};
+
+/// Which service owns which public path prefix (first match wins; the rest
+/// goes to web).
+pub const ROUTES: [(&str, &str); 6] = [
+    ("/api/users", "user"),
+    ("/api/catalogue", "catalogue"),
+    ("/api/cart", "cart"),
+    ("/api/orders", "orders"),
+    ("/admin/", "orders"),
+    ("/api/shipping", "shipping"),
+];
+
+pub const WRITER_BACKEND: &str = "mysql_writer";
+pub const WRITER_SERVER: &str = "primary";
+const CHECK: &str = "check inter 500ms fastinter 250ms downinter 500ms fall 2 rise 1";
+
+pub fn backend(service: &str) -> String {
+    format!("be_{service}")
+}
+
+pub struct HaproxyConfig {
+    pub dir: PathBuf,
+    pub public: SocketAddr,
+    /// service -> internal frontend address
+    pub internal: BTreeMap<String, SocketAddr>,
+    pub writer: SocketAddr,
+    pub primary: SocketAddr,
+}
+
+impl HaproxyConfig {
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("haproxy.sock")
+    }
+
+    pub fn render(&self) -> String {
+        let mut c = String::new();
+        let _ = writeln!(
+            c,
+            "global\n    stats socket {} mode 600 level admin\n    stats timeout 30s\n    maxconn {}\n\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 60s\n    timeout server 30s\n    \
+             timeout http-request 10s\n    timeout http-keep-alive 10s\n    timeout queue 5s\n    timeout check 1s\n    \
+             retries 3\n    option redispatch 1\n",
+            self.socket().display(),
+            max_connections()
+        );
+        let _ = writeln!(c, "frontend public\n    bind {}", self.public);
+        for (i, (prefix, service)) in ROUTES.iter().enumerate() {
+            let _ = writeln!(
+                c,
+                "    acl route{i} path_beg {prefix}\n    use_backend {} if route{i}",
+                backend(service)
+            );
+        }
+        let _ = writeln!(c, "    default_backend {}\n", backend("web"));
+        for (service, addr) in &self.internal {
+            let _ = writeln!(
+                c,
+                "frontend internal_{service}\n    bind {addr}\n    default_backend {}\n",
+                backend(service)
+            );
+        }
+        for service in self.internal.keys() {
+            let _ = writeln!(
+                c,
+                "backend {}\n    balance roundrobin\n    option http-buffer-request\n    retry-on conn-failure empty-response\n    \
+                 option httpchk GET /health/ready\n    http-check expect status 200\n",
+                backend(service)
+            );
+        }
+        let _ = writeln!(
+            c,
+            "listen {WRITER_BACKEND}\n    mode tcp\n    bind {}\n    timeout client 1h\n    timeout server 1h\n    \
+             server {WRITER_SERVER} {} {CHECK}",
+            self.writer, self.primary
+        );
+        c
+    }
+}
+
+/// As many connections as the open-file limit allows (each proxied
+/// connection holds two descriptors), at most 40,000.
+fn max_connections() -> u64 {
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .unwrap_or((1024, 1024));
+    (soft.saturating_sub(200) / 2).clamp(256, 40_000)
+}
+
+/// Raises this process's open-file limit to its hard limit; children (the
+/// servers, HAProxy, the replicas) inherit it.
+pub fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// A running HAProxy and its runtime API.
+pub struct Haproxy {
+    pub config: HaproxyConfig,
+    process: Option<Supervised>,
+}
+
+impl Haproxy {
+    pub async fn start(config: HaproxyConfig) -> Result<Self> {
+        let program = find_program("haproxy", "haproxy")?;
+        raise_open_file_limit();
+        std::fs::create_dir_all(&config.dir).map_err(|e| Error::io(&config.dir, e))?;
+        let file = config.dir.join("haproxy.cfg");
+        std::fs::write(&file, config.render()).map_err(|e| Error::io(&file, e))?;
+        let check = Command::new(&program)
+            .arg("-c")
+            .arg("-f")
+            .arg(&file)
+            .output();
+        match check {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                return Err(Error::Command {
+                    name: "haproxy -c".into(),
+                    detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+                });
+            }
+            Err(source) => {
+                return Err(Error::Spawn {
+                    program: "haproxy".into(),
+                    source,
+                });
+            }
+        }
+        let mut cmd = Command::new(program);
+        cmd.arg("-db").arg("-f").arg(&file);
+        let mut process = Supervised::spawn("haproxy", cmd, &config.dir.join("haproxy.log"))?;
+        let api = RuntimeApi::new(config.socket());
+        let up = wait_until(Duration::from_secs(10), || {
+            let api = api.clone();
+            async move { api.command("show info").await.is_ok() }
+        })
+        .await;
+        if !up || !process.is_running() {
+            return Err(Error::NotReady {
+                name: "haproxy".into(),
+                waited: Duration::from_secs(10),
+                log: process.log().to_path_buf(),
+                tail: process.log_tail(20),
+            });
+        }
+        Ok(Self {
+            config,
+            process: Some(process),
+        })
+    }
+
+    pub fn api(&self) -> RuntimeApi {
+        RuntimeApi::new(self.config.socket())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(Supervised::pid)
+    }
+
+    pub fn take_process(&mut self) -> Option<Supervised> {
+        self.process.take()
+    }
+}
+
+/// HAProxy's runtime API over its stats socket.
+#[derive(Clone, Debug)]
+pub struct RuntimeApi {
+    socket: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerStatus {
+    pub backend: String,
+    pub server: String,
+    /// UP, DOWN, MAINT, DRAIN, "UP 1/2", "no check"...
+    pub status: String,
+    pub addr: String,
+}
+
+impl ServerStatus {
+    pub fn is_up(&self) -> bool {
+        self.status == "UP"
+    }
+}
+
+impl RuntimeApi {
+    pub fn new(socket: impl AsRef<Path>) -> Self {
+        Self {
+            socket: socket.as_ref().to_path_buf(),
+        }
+    }
+
+    /// Sends one command and returns HAProxy's answer.
+    pub async fn command(&self, command: &str) -> Result<String> {
+        let exchange = async {
+            let mut stream = tokio::net::UnixStream::connect(&self.socket).await?;
+            stream.write_all(format!("{command}\n").as_bytes()).await?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(Error::io(&self.socket, e)),
+            Err(_) => Err(Error::Command {
+                name: "haproxy runtime API".into(),
+                detail: format!("`{command}` timed out"),
+            }),
+        }
+    }
+
+    async fn expect_ok(&self, command: &str) -> Result<()> {
+        let answer = self.command(command).await?;
+        let trimmed = answer.trim();
+        let failed = [
+            "No such", "Unknown", "Require", "error", "Error", "failed", "cannot", "Cannot",
+            "Invalid", "invalid",
+        ];
+        if failed.iter().any(|f| trimmed.contains(f)) {
+            return Err(Error::Command {
+                name: "haproxy runtime API".into(),
+                detail: format!("`{command}`: {trimmed}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds a server with active health checks and puts it in rotation (it
+    /// receives traffic once its first check passes).
+    pub async fn add_server(&self, backend: &str, server: &str, addr: SocketAddr) -> Result<()> {
+        self.expect_ok(&format!("add server {backend}/{server} {addr} {CHECK}"))
+            .await?;
+        self.expect_ok(&format!("enable health {backend}/{server}"))
+            .await?;
+        self.expect_ok(&format!("enable server {backend}/{server}"))
+            .await
+    }
+
+    /// Takes a server out of rotation, closes its sessions and deletes it.
+    pub async fn remove_server(&self, backend: &str, server: &str) -> Result<()> {
+        self.expect_ok(&format!("disable server {backend}/{server}"))
+            .await?;
+        let _ = self
+            .command(&format!("shutdown sessions server {backend}/{server}"))
+            .await;
+        self.expect_ok(&format!("del server {backend}/{server}"))
+            .await
+    }
+
+    /// New requests stop going to the server; existing ones finish.
+    pub async fn drain_server(&self, backend: &str, server: &str) -> Result<()> {
+        self.expect_ok(&format!("set server {backend}/{server} state drain"))
+            .await
+    }
+
+    /// Points a server at a new address and closes sessions to the old one.
+    pub async fn move_server(&self, backend: &str, server: &str, to: SocketAddr) -> Result<()> {
+        self.expect_ok(&format!(
+            "set server {backend}/{server} addr {} port {}",
+            to.ip(),
+            to.port()
+        ))
+        .await?;
+        let _ = self
+            .command(&format!("shutdown sessions server {backend}/{server}"))
+            .await;
+        Ok(())
+    }
+
+    /// Every server's status, from `show stat` (CSV).
+    pub async fn servers(&self) -> Result<Vec<ServerStatus>> {
+        let csv = self.command("show stat").await?;
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let (Some(px), Some(sv), Some(st), Some(addr)) =
+            (col("pxname"), col("svname"), col("status"), col("addr"))
+        else {
+            return Err(Error::Command {
+                name: "haproxy show stat".into(),
+                detail: "unexpected header".into(),
+            });
+        };
+        Ok(lines
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f.len() > st && f[sv] != "FRONTEND" && f[sv] != "BACKEND")
+            .map(|f| ServerStatus {
+                backend: f[px].to_string(),
+                server: f[sv].to_string(),
+                status: f[st].to_string(),
+                addr: f.get(addr).unwrap_or(&"").to_string(),
+            })
+            .collect())
+    }
+}
