@@ -2,6 +2,8 @@
 //! start real redis-server, mariadbd and rabbitmq-server processes on free
 //! loopback ports with their data in a temporary directory (see support/).
 
+mod cli;
 mod manifests;
+mod platform;
 mod shop;
 mod support;

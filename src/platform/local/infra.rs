@@ -336,7 +336,18 @@ impl MariaDb {
     }
 
     pub async fn admin(&self) -> Result<MySqlConnection> {
-        Ok(MySqlConnection::connect(&self.admin_url()).await?)
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            MySqlConnection::connect(&self.admin_url()),
+        )
+        .await
+        {
+            Ok(conn) => Ok(conn?),
+            Err(_) => Err(Error::Command {
+                name: format!("mariadb-{}", self.options.server_id),
+                detail: "connecting timed out".into(),
+            }),
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {

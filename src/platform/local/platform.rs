@@ -306,7 +306,8 @@ impl LocalPlatform {
         &self.shared.lb
     }
 
-    /// Waits until the placement is met and every replica is serving.
+    /// Waits until the placement is met on every live instance (booting ones
+    /// included) and every replica is serving.
     pub async fn wait_all_serving(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -315,7 +316,7 @@ impl LocalPlatform {
                 let wanted: u32 = st
                     .instances
                     .iter()
-                    .filter(|i| i.state == InstanceState::Running)
+                    .filter(|i| i.state != InstanceState::Terminated)
                     .map(|i| {
                         st.placement
                             .get(&i.name)
@@ -548,16 +549,7 @@ impl Drop for LocalPlatform {
         for t in &self.tasks {
             t.abort();
         }
-        if let Ok(mut st) = self.shared.state.try_lock() {
-            for r in st.replicas.iter_mut() {
-                r.replica.kill();
-            }
-            st.replicas.clear();
-            st.infra.haproxy.take_process();
-            st.infra.rabbit.kill();
-            st.infra.redis.kill();
-            st.infra.db.kill_all();
-        }
+        super::process::kill_all_children();
     }
 }
 

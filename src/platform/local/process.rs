@@ -4,9 +4,11 @@
 //! its group: an error or a panic in gameday leaves nothing behind.
 
 use std::{
+    collections::BTreeSet,
     fs::File,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -16,6 +18,35 @@ use nix::{
 };
 
 use crate::errors::{Error, Result};
+
+/// Every live child's process group, so a last-resort cleanup can kill them
+/// all without the structures that own them (see [`kill_all_children`]).
+static CHILDREN: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+fn register(pid: u32) {
+    if let Ok(mut set) = CHILDREN.lock() {
+        set.insert(pid);
+    }
+}
+
+fn unregister(pid: u32) {
+    if let Ok(mut set) = CHILDREN.lock() {
+        set.remove(&pid);
+    }
+}
+
+/// SIGKILLs the process group of every child this process started and has
+/// not reaped yet. For paths where orderly teardown is impossible (a drop
+/// during a panic, a fatal error).
+pub fn kill_all_children() {
+    let pids: Vec<u32> = CHILDREN
+        .lock()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    for pid in pids {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+}
 
 /// A running child process and its process group.
 #[derive(Debug)]
@@ -45,10 +76,24 @@ impl Supervised {
             .stdout(out)
             .stderr(err)
             .process_group(0);
+        // If gameday dies without cleaning up (SIGKILL), the kernel kills the
+        // child too. The signal fires when the *thread* that spawned the
+        // child ends: spawn from long-lived threads (a tokio worker or the
+        // main thread), never from a spawn_blocking thread.
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let program = command.get_program().to_string_lossy().into_owned();
         let child = command
             .spawn()
             .map_err(|source| Error::Spawn { program, source })?;
+        register(child.id());
         tracing::debug!(name, pid = child.id(), "started");
         Ok(Self {
             name,
@@ -89,6 +134,7 @@ impl Supervised {
         self.signal(Signal::SIGKILL);
         if let Some(mut c) = self.child.take() {
             let _ = c.wait();
+            unregister(c.id());
         }
     }
 
@@ -101,7 +147,9 @@ impl Supervised {
             if !self.is_running() {
                 // Helpers may linger in the group after the leader is gone.
                 self.signal(Signal::SIGKILL);
-                self.child = None;
+                if let Some(c) = self.child.take() {
+                    unregister(c.id());
+                }
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -120,7 +168,9 @@ impl Supervised {
         while Instant::now() < deadline {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 self.signal(Signal::SIGKILL);
-                self.child = None;
+                if let Some(c) = self.child.take() {
+                    unregister(c.id());
+                }
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -173,7 +223,8 @@ pub fn free_port(ip: std::net::IpAddr) -> Result<u16> {
         .port())
 }
 
-/// Polls `check` every 50 ms until it is true or `timeout` passes.
+/// Polls `check` every 50 ms until it is true or `timeout` passes. One
+/// attempt may take at most 2 s, so a probe that hangs cannot stall it.
 pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -181,7 +232,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if check().await {
+        if matches!(
+            tokio::time::timeout(Duration::from_secs(2), check()).await,
+            Ok(true)
+        ) {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
