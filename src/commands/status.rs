@@ -1,6 +1,20 @@
-//! `gameday status`: what runs where, from the stack's status file.
+//! `gameday status`: what runs where, from the stack's status file, with each
+//! process group's resident memory and the stack's total.
 
-use crate::{exit_codes, platform::local::stacks};
+use std::collections::BTreeSet;
+
+use crate::{
+    exit_codes,
+    platform::local::{process::group_rss_kib, stacks},
+};
+
+fn mib(pid: Option<u32>) -> f64 {
+    pid.map_or(0.0, |p| group_rss_kib(p) as f64 / 1024.0)
+}
+
+fn pid_text(pid: Option<u32>) -> String {
+    pid.map(|p| p.to_string()).unwrap_or_default()
+}
 
 pub fn run(json: bool) -> anyhow::Result<i32> {
     let Some(current) = stacks::read_current() else {
@@ -37,6 +51,7 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
     for i in &status.instances {
         println!("  {:<6} {:<12} {:?}", i.name, i.address, i.state);
     }
+    let mut total = 0.0;
     println!("\nReplicas:");
     for r in &status.replicas {
         let state = if r.serving {
@@ -46,23 +61,34 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
         } else {
             "starting"
         };
+        let rss = mib(r.pid);
+        total += rss;
         println!(
-            "  {:<12} {:<10} {:<6} {:<24} pid {:<8} {state}",
+            "  {:<12} {:<10} {:<6} {:<24} pid {:<8} {rss:>6.1} MiB  {state}",
             r.name,
             r.service,
             r.instance,
             r.url,
-            r.pid.map(|p| p.to_string()).unwrap_or_default()
+            pid_text(r.pid)
         );
     }
     println!("\nInfrastructure:");
+    let mut counted = BTreeSet::new();
     for i in &status.infra {
+        // The writer endpoint is HAProxy too: count its memory once.
+        let rss = if i.pid.is_some_and(|p| counted.insert(p)) {
+            mib(i.pid)
+        } else {
+            0.0
+        };
+        total += rss;
         println!(
-            "  {:<16} {:<22} pid {}",
+            "  {:<16} {:<22} pid {:<8} {rss:>6.1} MiB",
             i.name,
             i.address,
-            i.pid.map(|p| p.to_string()).unwrap_or_default()
+            pid_text(i.pid)
         );
     }
+    println!("\nResident memory of the whole stack: {total:.0} MiB");
     Ok(exit_codes::OK)
 }

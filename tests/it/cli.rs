@@ -154,3 +154,20 @@ fn an_invalid_target_is_refused_with_exit_code_2_and_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("target.instances"), "{stderr}");
 }
+
+#[test]
+fn a_missing_shop_binary_is_named_with_how_to_build_it_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gameday"))
+        .args(["up"])
+        .env("GAMEDAY_STATE_DIR", dir.path().join("state"))
+        .env("GAMEDAY_SHOP_BIN_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("shop-web") && stderr.contains("cargo build --workspace --bins"),
+        "{stderr}"
+    );
+}

@@ -214,6 +214,24 @@ pub fn find_program(program: &str, package: &'static str) -> Result<PathBuf> {
     })
 }
 
+/// The programs the local platform runs, and the Debian package of each.
+pub const REQUIRED_PROGRAMS: [(&str, &str); 6] = [
+    ("redis-server", "redis-server"),
+    ("mariadbd", "mariadb-server"),
+    ("mariadb-install-db", "mariadb-server"),
+    ("rabbitmq-server", "rabbitmq-server"),
+    ("epmd", "erlang-base"),
+    ("haproxy", "haproxy"),
+];
+
+/// Checks that every program the local platform needs is installed.
+pub fn preflight() -> Result<()> {
+    for (program, package) in REQUIRED_PROGRAMS {
+        find_program(program, package)?;
+    }
+    Ok(())
+}
+
 /// A TCP port that was free a moment ago on `ip`.
 pub fn free_port(ip: std::net::IpAddr) -> Result<u16> {
     let listener = std::net::TcpListener::bind((ip, 0)).map_err(|e| Error::io("free port", e))?;
@@ -288,4 +306,24 @@ pub fn pid_alive(pid: u32) -> bool {
             .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
+}
+
+/// Resident memory of every process in a process group, in KiB.
+pub fn group_rss_kib(pgid: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.split_whitespace().nth(2) == Some(&pgid.to_string()))
+                })
+                .unwrap_or(false)
+        })
+        .filter_map(rss_kib)
+        .sum()
 }
