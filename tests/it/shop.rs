@@ -5,6 +5,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use gameday::platform::local::infra::Server;
+
 use crate::support::{ADMIN_TOKEN, JWT_SECRET, Stack};
 
 const DISPATCH_TIMEOUT: Duration = Duration::from_secs(30);

@@ -12,7 +12,7 @@ use sqlx::{Row, mysql::MySqlConnection};
 
 use super::{
     haproxy::{RuntimeApi, WRITER_BACKEND, WRITER_SERVER},
-    infra::{ADMIN_USER, MariaDb, MariaDbOptions},
+    infra::{ADMIN_USER, MariaDb, MariaDbOptions, Server},
 };
 use crate::{
     errors::{Error, Result},

@@ -17,6 +17,45 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::process::{Supervised, accepts_tcp, find_program, free_port, wait_until};
 use crate::errors::{Error, Result};
 
+/// A server gameday runs: how to launch it, and the lifecycle every server
+/// shares (kill, graceful stop, restart on the same address and data).
+pub trait Server {
+    /// Starts the process and waits until it answers.
+    fn launch(&mut self) -> impl Future<Output = Result<()>>;
+    fn process(&mut self) -> &mut Option<Supervised>;
+    fn running(&self) -> Option<&Supervised>;
+    /// How long a graceful stop may take before SIGKILL.
+    fn stop_grace(&self) -> Duration;
+
+    fn pid(&self) -> Option<u32> {
+        self.running().and_then(Supervised::pid)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut p) = self.process().take() {
+            p.kill();
+        }
+    }
+
+    fn stop(&mut self) {
+        let grace = self.stop_grace();
+        if let Some(mut p) = self.process().take() {
+            p.stop(grace);
+        }
+    }
+
+    /// Stops (gracefully) and starts again on the same address and data.
+    fn restart(&mut self) -> impl Future<Output = Result<()>> {
+        self.stop();
+        self.launch()
+    }
+
+    /// Starts again after a `kill` or `stop`, on the same address and data.
+    fn start_again(&mut self) -> impl Future<Output = Result<()>> {
+        self.launch()
+    }
+}
+
 /// Waits until `check` passes; fails at once if the process exits first.
 async fn wait_ready<F, Fut>(process: &mut Supervised, timeout: Duration, mut check: F) -> Result<()>
 where
@@ -77,7 +116,7 @@ impl Redis {
         Ok(redis)
     }
 
-    async fn launch(&mut self) -> Result<()> {
+    async fn launch_process(&mut self) -> Result<()> {
         let program = find_program("redis-server", "redis-server")?;
         create_dir(&self.dir)?;
         let mut cmd = Command::new(program);
@@ -111,32 +150,20 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://{}/", self.addr)
     }
+}
 
-    pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().and_then(Supervised::pid)
+impl Server for Redis {
+    async fn launch(&mut self) -> Result<()> {
+        self.launch_process().await
     }
-
-    pub fn kill(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.kill();
-        }
+    fn process(&mut self) -> &mut Option<Supervised> {
+        &mut self.process
     }
-
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.stop(Duration::from_secs(10));
-        }
+    fn running(&self) -> Option<&Supervised> {
+        self.process.as_ref()
     }
-
-    /// Stops (gracefully) and starts again on the same address and data.
-    pub async fn restart(&mut self) -> Result<()> {
-        self.stop();
-        self.launch().await
-    }
-
-    /// Starts again after a `kill` or `stop`, on the same address and data.
-    pub async fn start_again(&mut self) -> Result<()> {
-        self.launch().await
+    fn stop_grace(&self) -> Duration {
+        Duration::from_secs(10)
     }
 }
 
@@ -204,6 +231,9 @@ impl MariaDb {
             return Ok(());
         }
         create_dir(&data)?;
+        // Concurrent bootstraps must not share a temporary directory.
+        let tmp = self.tmp_dir();
+        create_dir(&tmp)?;
         let program = find_program("mariadb-install-db", "mariadb-server")?;
         let output = Command::new(program)
             .args([
@@ -213,6 +243,8 @@ impl MariaDb {
             ])
             .args(["--skip-test-db", "--skip-name-resolve"])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .env("TMPDIR", &tmp)
             .output()
             .map_err(|source| Error::Spawn {
                 program: "mariadb-install-db".into(),
@@ -225,6 +257,10 @@ impl MariaDb {
             });
         }
         Ok(())
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.options.dir.join("tmp")
     }
 
     fn init_file(&self) -> Result<PathBuf> {
@@ -243,7 +279,7 @@ impl MariaDb {
         Ok(path)
     }
 
-    async fn launch(&mut self) -> Result<()> {
+    async fn launch_process(&mut self) -> Result<()> {
         let program = find_program("mariadbd", "mariadb-server")?;
         self.install()?;
         let init = self.init_file()?;
@@ -260,6 +296,7 @@ impl MariaDb {
                 self.options.dir.join("mariadbd.pid").display()
             ))
             .arg(format!("--init-file={}", init.display()))
+            .arg(format!("--tmpdir={}", self.tmp_dir().display()))
             .arg(format!("--port={}", self.addr.port()))
             .arg(format!("--bind-address={}", self.addr.ip()))
             .arg(format!("--server-id={}", self.options.server_id))
@@ -349,31 +386,20 @@ impl MariaDb {
             }),
         }
     }
+}
 
-    pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().and_then(Supervised::pid)
+impl Server for MariaDb {
+    async fn launch(&mut self) -> Result<()> {
+        self.launch_process().await
     }
-
-    pub fn kill(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.kill();
-        }
+    fn process(&mut self) -> &mut Option<Supervised> {
+        &mut self.process
     }
-
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.stop(Duration::from_secs(20));
-        }
+    fn running(&self) -> Option<&Supervised> {
+        self.process.as_ref()
     }
-
-    pub async fn restart(&mut self) -> Result<()> {
-        self.stop();
-        self.launch().await
-    }
-
-    /// Starts again after a `kill` or `stop`, on the same address and data.
-    pub async fn start_again(&mut self) -> Result<()> {
-        self.launch().await
+    fn stop_grace(&self) -> Duration {
+        Duration::from_secs(20)
     }
 }
 
@@ -412,7 +438,7 @@ impl RabbitMq {
         format!("gameday-{}@localhost", self.addr.port())
     }
 
-    async fn launch(&mut self) -> Result<()> {
+    async fn launch_process(&mut self) -> Result<()> {
         // Debian's /usr/sbin/rabbitmq-server switches to the rabbitmq user;
         // the script behind it runs the node as whoever calls it.
         let direct = PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server");
@@ -482,32 +508,20 @@ impl RabbitMq {
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }
+}
 
-    pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().and_then(Supervised::pid)
+impl Server for RabbitMq {
+    async fn launch(&mut self) -> Result<()> {
+        self.launch_process().await
     }
-
-    pub fn kill(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.kill();
-        }
+    fn process(&mut self) -> &mut Option<Supervised> {
+        &mut self.process
     }
-
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.stop(Duration::from_secs(30));
-        }
+    fn running(&self) -> Option<&Supervised> {
+        self.process.as_ref()
     }
-
-    /// Stops (gracefully) and starts again with the same node, ports and data.
-    pub async fn restart(&mut self) -> Result<()> {
-        self.stop();
-        self.launch().await
-    }
-
-    /// Starts again after a [`kill`](Self::kill).
-    pub async fn start_again(&mut self) -> Result<()> {
-        self.launch().await
+    fn stop_grace(&self) -> Duration {
+        Duration::from_secs(30)
     }
 }
 

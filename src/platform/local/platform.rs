@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     database::{DatabasePair, FailoverReport},
     haproxy::{Haproxy, HaproxyConfig, RuntimeApi, backend},
-    infra::{RabbitMq, Redis},
+    infra::{RabbitMq, Redis, Server},
     process::{cpu_seconds, free_port},
     shop::{Replica, SERVICES, ShopEnv},
 };
@@ -202,15 +202,7 @@ impl LocalPlatform {
         .set("jwt_secret", uuid::Uuid::new_v4().simple())
         .set("drain_delay", "1200ms")
         .set("grace_period", "10s");
-        for (service, key) in [
-            ("user", "users_url"),
-            ("catalogue", "catalogue_url"),
-            ("cart", "cart_url"),
-            ("orders", "orders_url"),
-            ("shipping", "shipping_url"),
-        ] {
-            env.set(key, format!("http://{}", internal[service]));
-        }
+        env.set_service_urls(|service| format!("http://{}", internal[service]));
 
         let mut instances = Vec::new();
         let mut placement: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();

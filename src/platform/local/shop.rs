@@ -50,6 +50,20 @@ pub struct ShopEnv {
 }
 
 impl ShopEnv {
+    /// Tells every service where its siblings are: `url(service)` for each.
+    pub fn set_service_urls(&mut self, url: impl Fn(&str) -> String) -> &mut Self {
+        for (service, key) in [
+            ("user", "users_url"),
+            ("catalogue", "catalogue_url"),
+            ("cart", "cart_url"),
+            ("orders", "orders_url"),
+            ("shipping", "shipping_url"),
+        ] {
+            self.set(key, url(service));
+        }
+        self
+    }
+
     pub fn set(&mut self, key: &str, value: impl ToString) -> &mut Self {
         let key = format!("SHOP_{}", key.to_ascii_uppercase());
         self.vars.retain(|(k, _)| *k != key);

@@ -72,15 +72,7 @@ pub fn shop_env(
         .set("stuck_after", "30s")
         .set("relay_interval", "100ms")
         .set("proxy_api", "true");
-    for (service, key) in [
-        ("user", "users_url"),
-        ("catalogue", "catalogue_url"),
-        ("cart", "cart_url"),
-        ("orders", "orders_url"),
-        ("shipping", "shipping_url"),
-    ] {
-        env.set(key, format!("http://{}", addrs[service]));
-    }
+    env.set_service_urls(|service| format!("http://{}", addrs[service]));
     env
 }
 
