@@ -752,3 +752,70 @@ async fn sigterm_fails_readiness_finishes_in_flight_checkouts_and_exits_zero() {
     let exit = exit.expect("exited within the grace period");
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+#[tokio::test]
+async fn a_checkout_cut_off_by_a_killed_orders_process_is_finished_by_the_shoppers_retry() {
+    let mut stack = Stack::start_with(|env| {
+        env.set("payment_latency", "1500ms")
+            .set("request_timeout", "2s")
+            .set("grace_period", "1s");
+    })
+    .await;
+    let shopper = stack.shopper("hal").await;
+    stack.add_to_cart(&shopper, "SKU-00050", 2).await;
+    let orders = format!("http://{}", stack.addrs["orders"]);
+    let http = stack.http.clone();
+    let token = shopper.token.clone();
+    let cut_off = tokio::spawn(async move {
+        http.post(format!("{orders}/api/orders"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", "cut-off")
+            .send()
+            .await
+    });
+    // The order is saved PENDING and the payment is under way: kill the process.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stack.kill_service("orders");
+    assert!(
+        cut_off.await.unwrap().is_err(),
+        "the shopper saw the connection drop"
+    );
+    stack.start_service("orders").await;
+    let audit = stack.audit().await;
+    assert_eq!(audit["pending"], 1, "{audit}");
+
+    // The shopper retries with the same key until the shop answers 201.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let order = loop {
+        let (status, body, _) = stack.checkout(&shopper, "cut-off").await;
+        if status == StatusCode::CREATED {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never completed: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(order["status"], "PAID", "{order}");
+    let id = order["order_id"].as_str().unwrap().to_string();
+    stack
+        .wait_for_status(&shopper, &id, "DISPATCHED", DISPATCH_TIMEOUT)
+        .await;
+    let audit = stack.audit().await;
+    assert_eq!(
+        (
+            audit["accepted"].as_i64(),
+            audit["pending"].as_i64(),
+            audit["dispatched"].as_i64()
+        ),
+        (Some(1), Some(0), Some(1)),
+        "{audit}"
+    );
+    let (_, cart) = stack.get("/api/cart", Some(&shopper.token)).await;
+    assert_eq!(
+        cart["lines"],
+        json!([]),
+        "the cart was spent by the takeover"
+    );
+}

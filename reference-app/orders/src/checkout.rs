@@ -72,11 +72,82 @@ async fn replay(state: &AppState, user: &AuthUser, order_id: &str) -> ApiResult<
         let order = load_order(&state.db, user.id, order_id)
             .await?
             .ok_or_else(|| ApiError::not_found("no such order"))?;
-        if order.status != "PENDING" || tokio::time::Instant::now() >= deadline {
+        if order.status != "PENDING" {
+            return Ok(respond(order, true));
+        }
+        // The request that created it died before finishing (its replica was
+        // killed, say): a replay older than any live request takes over.
+        let age = chrono::Utc::now() - order.created_at;
+        if age.to_std().unwrap_or_default() > state.pending_takeover {
+            tracing::info!(order_id, "taking over a stale pending order");
+            match complete_payment(state, user, order_id, order.total_cents).await {
+                Ok(()) | Err(ApiError::PaymentDeclined) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
             return Ok(respond(order, true));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Charges a PENDING order and, if this request is the one that moves it to
+/// PAID, writes its event in the same transaction (the outbox) and clears the
+/// cart. `WHERE status = 'PENDING'` makes exactly one request win when the
+/// original request and a takeover race; the loser writes nothing.
+async fn complete_payment(
+    state: &AppState,
+    user: &AuthUser,
+    order_id: &str,
+    total_cents: i64,
+) -> ApiResult<()> {
+    if !state.payment.charge().await {
+        sqlx::query(
+            "UPDATE orders SET status = 'PAYMENT_FAILED', updated_at = NOW(3) WHERE id = ? AND status = 'PENDING'",
+        )
+        .bind(order_id)
+        .execute(&state.db.pool)
+        .await?;
+        return Err(ApiError::PaymentDeclined);
+    }
+    let event = OrderPaid {
+        order_id: order_id.to_string(),
+        user_id: user.id,
+        total_cents,
+    };
+    let payload = serde_json::to_string(&event).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut tx = state.db.pool.begin().await?;
+    let moved = sqlx::query(
+        "UPDATE orders SET status = 'PAID', paid_at = NOW(3), updated_at = NOW(3) WHERE id = ? AND status = 'PENDING'",
+    )
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        // Another request completed (or failed) it first.
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO outbox (order_id, event_type, payload) VALUES (?, 'order.paid', ?)")
+        .bind(order_id)
+        .bind(&payload)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    state.relay_wakeup.notify_one();
+
+    // The cart is spent; failing to clear it does not undo the order.
+    let cleared = state
+        .http
+        .delete(format!("{}/api/cart", state.cart_url))
+        .bearer_auth(&user.token)
+        .send()
+        .await;
+    if let Err(e) = cleared {
+        tracing::warn!(error = %e, "could not clear the cart after checkout");
+    }
+    Ok(())
 }
 
 fn respond(order: crate::Order, replayed: bool) -> Response {
@@ -165,49 +236,7 @@ pub(crate) async fn checkout(
     lines.build().execute(&mut *tx).await?;
     tx.commit().await?;
 
-    // 2. The payment.
-    if !state.payment.charge().await {
-        sqlx::query(
-            "UPDATE orders SET status = 'PAYMENT_FAILED', updated_at = NOW(3) WHERE id = ?",
-        )
-        .bind(&order_id)
-        .execute(&state.db.pool)
-        .await?;
-        return Err(ApiError::PaymentDeclined);
-    }
-
-    // 3. PAID and its event, atomically (the outbox).
-    let event = OrderPaid {
-        order_id: order_id.clone(),
-        user_id: user.id,
-        total_cents: cart.total_cents,
-    };
-    let payload = serde_json::to_string(&event).map_err(|e| ApiError::Internal(e.into()))?;
-    let mut tx = state.db.pool.begin().await?;
-    sqlx::query(
-        "UPDATE orders SET status = 'PAID', paid_at = NOW(3), updated_at = NOW(3) WHERE id = ? AND status = 'PENDING'",
-    )
-    .bind(&order_id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("INSERT INTO outbox (order_id, event_type, payload) VALUES (?, 'order.paid', ?)")
-        .bind(&order_id)
-        .bind(&payload)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    state.relay_wakeup.notify_one();
-
-    // 4. The cart is spent; failing to clear it does not undo the order.
-    let cleared = state
-        .http
-        .delete(format!("{}/api/cart", state.cart_url))
-        .bearer_auth(&user.token)
-        .send()
-        .await;
-    if let Err(e) = cleared {
-        tracing::warn!(error = %e, "could not clear the cart after checkout");
-    }
+    complete_payment(&state, &user, &order_id, cart.total_cents).await?;
 
     let order = load_order(&state.db, user.id, &order_id)
         .await?

@@ -36,6 +36,8 @@ pub(crate) struct AppState {
     payment: checkout::PaymentGateway,
     relay_wakeup: Arc<Notify>,
     stuck_after: std::time::Duration,
+    /// A PENDING order older than this has no live request behind it.
+    pending_takeover: std::time::Duration,
 }
 
 impl FromRef<AppState> for Jwt {
@@ -79,6 +81,7 @@ pub async fn build(kit: Kit) -> anyhow::Result<Service> {
         },
         relay_wakeup,
         stuck_after: settings.stuck_after,
+        pending_takeover: settings.request_timeout + settings.grace_period,
     };
     let routes = Router::new()
         .route("/api/orders", post(checkout::checkout).get(list_orders))
