@@ -32,6 +32,16 @@ pub enum Command {
     },
     /// Stop everything `gameday up` started, from any shell.
     Down,
+    /// Check a scenario file: every problem with its line, column and key.
+    Validate {
+        /// The scenario file.
+        file: PathBuf,
+    },
+    /// Print what a scenario will do, without starting anything.
+    Plan {
+        /// The scenario file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +66,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Up(args) => commands::up::run(args).await,
         Command::Status { json } => commands::status::run(json),
         Command::Down => commands::down::run().await,
+        Command::Validate { file } => commands::validate::run(&file),
+        Command::Plan { file } => commands::plan::run(&file),
     };
     match outcome {
         Ok(code) => code,

@@ -1,13 +1,388 @@
-//! The scenario file. Today only its `target` section (the topology the
-//! local platform deploys) is read; the rest of the file is the subject of
-//! the `gameday run` work.
+//! The scenario file (DESIGN.md section 8): parsed in two steps. serde fills
+//! raw types that refuse unknown keys; validation turns them into the typed
+//! [`Scenario`] and rejects nonsense. Every error names the file, line and
+//! column, the key and what was expected; all errors are reported at once.
 //!
-//! YAML is parsed with serde_yaml_ng, the maintained fork of the deprecated
-//! serde_yaml: errors carry line and column, and it refuses deep nesting and
-//! runaway alias expansion. serde-saphyr was the alternative (newer parser,
-//! budgets for bombs); serde_yaml_ng won on maturity and on sharing the
-//! serde_yaml API k8s tooling uses.
+//! YAML is deserialized with serde_yaml_ng, the maintained fork of the
+//! deprecated serde_yaml (errors carry line and column); before that,
+//! saphyr-parser's event stream indexes where each key is and refuses YAML
+//! bombs (deep nesting, alias expansion). serde-saphyr was the alternative:
+//! newer, with budgets, but serde_yaml_ng shares the serde_yaml API that k8s
+//! tooling (and our manifest test) already uses.
 
+pub mod locate;
+mod raw;
 pub mod target;
 
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
 pub use target::{Autoscale, Topology};
+
+use locate::{KeyIndex, Position};
+
+/// Files larger than this are refused before parsing.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    pub description: Option<String>,
+    pub target: Topology,
+    pub load: Load,
+    pub faults: Vec<Fault>,
+    pub stop_when: Vec<StopRule>,
+    pub slo: Slo,
+    pub report_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Load {
+    pub stages: Vec<Stage>,
+    pub think_time: (Duration, Duration),
+    pub journeys: Vec<(Journey, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stage {
+    pub users: u32,
+    pub over: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Journey {
+    Browse,
+    Buy,
+    Abandon,
+}
+
+impl Journey {
+    pub const ALL: [Journey; 3] = [Journey::Browse, Journey::Buy, Journey::Abandon];
+    pub fn name(self) -> &'static str {
+        match self {
+            Journey::Browse => "browse",
+            Journey::Buy => "buy",
+            Journey::Abandon => "abandon",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub name: String,
+    pub kind: FaultKind,
+    pub schedule: Schedule,
+    /// Faults that last are undone after this.
+    pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    KillPod {
+        service: String,
+        radius: BlastRadius,
+    },
+    TerminateInstance {
+        radius: BlastRadius,
+    },
+    DbFailover {
+        rebuild_standby: bool,
+    },
+    RestartCache,
+    RestartBroker,
+}
+
+impl FaultKind {
+    pub fn key(&self) -> &'static str {
+        match self {
+            FaultKind::KillPod { .. } => "kill-pod",
+            FaultKind::TerminateInstance { .. } => "terminate-instance",
+            FaultKind::DbFailover { .. } => "db-failover",
+            FaultKind::RestartCache => "restart-cache",
+            FaultKind::RestartBroker => "restart-broker",
+        }
+    }
+}
+
+/// How many targets a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BlastRadius {
+    Count(u32),
+    /// A share of the candidates (rounded up), never more than `max`.
+    Percent {
+        percent: f64,
+        max: Option<u32>,
+    },
+}
+
+impl BlastRadius {
+    /// How many of `candidates` are hit.
+    pub fn of(&self, candidates: usize) -> usize {
+        match *self {
+            BlastRadius::Count(n) => (n as usize).min(candidates),
+            BlastRadius::Percent { percent, max } => {
+                let n = (candidates as f64 * percent / 100.0).ceil() as usize;
+                n.min(max.map_or(usize::MAX, |m| m as usize))
+                    .min(candidates)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    At(Duration),
+    Every {
+        every: Duration,
+        from: Duration,
+        until: Option<Duration>,
+    },
+}
+
+impl Schedule {
+    /// The injection times within a run of `length`.
+    pub fn times(&self, length: Duration) -> Vec<Duration> {
+        match *self {
+            Schedule::At(t) => vec![t],
+            Schedule::Every { every, from, until } => {
+                let end = until.unwrap_or(length).min(length);
+                let mut out = Vec::new();
+                let mut t = from;
+                while t <= end && out.len() < 10_000 {
+                    out.push(t);
+                    t += every;
+                }
+                out
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    ErrorRate,
+    Availability,
+    Latency(Percentile),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Percentile {
+    P50,
+    P90,
+    P95,
+    P99,
+    P999,
+    Max,
+}
+
+impl Percentile {
+    pub const ALL: [Percentile; 6] = [
+        Percentile::P50,
+        Percentile::P90,
+        Percentile::P95,
+        Percentile::P99,
+        Percentile::P999,
+        Percentile::Max,
+    ];
+    pub fn key(self) -> &'static str {
+        match self {
+            Percentile::P50 => "p50",
+            Percentile::P90 => "p90",
+            Percentile::P95 => "p95",
+            Percentile::P99 => "p99",
+            Percentile::P999 => "p99.9",
+            Percentile::Max => "max",
+        }
+    }
+    pub fn quantile(self) -> f64 {
+        match self {
+            Percentile::P50 => 0.50,
+            Percentile::P90 => 0.90,
+            Percentile::P95 => 0.95,
+            Percentile::P99 => 0.99,
+            Percentile::P999 => 0.999,
+            Percentile::Max => 1.0,
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.key() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl Op {
+    pub fn holds(self, observed: f64, threshold: f64) -> bool {
+        match self {
+            Op::Gt => observed > threshold,
+            Op::Ge => observed >= threshold,
+            Op::Lt => observed < threshold,
+            Op::Le => observed <= threshold,
+        }
+    }
+}
+
+/// `<metric> <op> <value> for <duration>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopRule {
+    pub text: String,
+    pub metric: Metric,
+    pub op: Op,
+    /// A fraction for rates and availability, milliseconds for latencies.
+    pub value: f64,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Slo {
+    /// Fractions (0.999 for 99.9%).
+    pub availability: Option<f64>,
+    pub uptime: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub latency: BTreeMap<Percentile, Duration>,
+    /// Per step name, such as `checkout`.
+    pub step_latency: BTreeMap<String, BTreeMap<Percentile, Duration>>,
+    pub recovery: Option<Duration>,
+    pub scale_out: Option<Duration>,
+    pub failover_downtime: Option<Duration>,
+    pub lost_orders: Option<u64>,
+}
+
+impl Load {
+    pub fn length(&self) -> Duration {
+        self.stages.iter().map(|s| s.over).sum()
+    }
+    pub fn peak_users(&self) -> u32 {
+        self.stages.iter().map(|s| s.users).max().unwrap_or(0)
+    }
+}
+
+/// One problem in a scenario file, located.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub position: Option<Position>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(p) = self.position {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": {k}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioErrors(pub Vec<ScenarioError>);
+
+impl fmt::Display for ScenarioErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ScenarioErrors {}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioErrors> {
+        let one = |message: String| {
+            ScenarioErrors(vec![ScenarioError {
+                file: path.to_path_buf(),
+                position: None,
+                key: None,
+                message,
+            }])
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|e| one(format!("cannot read: {e}")))?
+            .len();
+        if size > MAX_FILE_BYTES {
+            return Err(one(format!(
+                "{size} bytes: a scenario file may be at most {MAX_FILE_BYTES} bytes"
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| one(format!("cannot read: {e}")))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates scenario text; `file` is only for messages.
+    pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioErrors> {
+        let index = KeyIndex::build(text).map_err(|(position, message)| {
+            ScenarioErrors(vec![ScenarioError {
+                file: file.to_path_buf(),
+                position,
+                key: None,
+                message,
+            }])
+        })?;
+        let raw: raw::RawScenario = serde_yaml_ng::from_str(text).map_err(|e| {
+            let position = e.location().map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            });
+            let message = e.to_string();
+            // serde_yaml_ng appends " at line L column C"; the position says it.
+            let message = match message.find(" at line ") {
+                Some(i) => message[..i].to_string(),
+                None => message,
+            };
+            ScenarioErrors(vec![ScenarioError {
+                file: file.to_path_buf(),
+                position,
+                key: None,
+                message,
+            }])
+        })?;
+        raw::validate(raw).map_err(|problems| {
+            ScenarioErrors(
+                problems
+                    .into_iter()
+                    .map(|(key, message)| ScenarioError {
+                        file: file.to_path_buf(),
+                        position: index.find(&key),
+                        key: Some(key),
+                        message,
+                    })
+                    .collect(),
+            )
+        })
+    }
+}
+
+/// `99.9%` -> 99.9 (percent, 0..=100).
+pub fn parse_percent(text: &str) -> Option<f64> {
+    let v: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;
+    (v.is_finite() && (0.0..=100.0).contains(&v)).then_some(v)
+}
+
+/// A humantime duration such as `500ms` or `2m`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    humantime::parse_duration(text.trim()).ok()
+}
+
+#[cfg(test)]
+mod tests;

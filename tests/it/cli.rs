@@ -171,3 +171,43 @@ fn a_missing_shop_binary_is_named_with_how_to_build_it_and_exit_code_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn validate_names_the_line_of_a_problem_and_exits_2_and_plan_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: bad\nload:\n  stages:\n    - { users: 10, over: 10s }\n  journeys: { browse: 0 }\n",
+    )
+    .unwrap();
+    let out = gameday(&state, &["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.yaml:5:3: load.journeys: the weights sum to zero"),
+        "{stderr}"
+    );
+
+    let smoke = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/smoke.yaml");
+    let out = gameday(&state, &["validate", smoke]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = gameday(&state, &["plan", smoke]);
+    assert!(out.status.success());
+    let plan = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "ramp 0 -> 200 shoppers",
+        "hold 200 shoppers",
+        "candidates: cart-1, cart-2",
+        "availability at least 99.9%",
+        "lose a cart pod",
+    ] {
+        assert!(plan.contains(expected), "plan lacks `{expected}`:\n{plan}");
+    }
+    assert!(!state.join("current.json").exists(), "plan started nothing");
+}

@@ -1,0 +1,569 @@
+//! What serde reads from a scenario file (unknown keys refused), and the
+//! validation that turns it into a [`Scenario`] or a list of
+//! (key path, what was expected).
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use super::{
+    BlastRadius, Fault, FaultKind, Journey, Load, Metric, Op, Percentile, Scenario, Schedule, Slo,
+    Stage, StopRule, parse_duration, parse_percent,
+    target::{RawTarget, Topology},
+};
+use crate::platform::local::shop::SERVICES;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawScenario {
+    name: String,
+    description: Option<String>,
+    target: Option<RawTarget>,
+    load: Option<RawLoad>,
+    #[serde(default)]
+    faults: Vec<RawFault>,
+    #[serde(default)]
+    stop_when: Vec<String>,
+    slo: Option<RawSlo>,
+    report: Option<RawReport>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLoad {
+    stages: Vec<RawStage>,
+    think_time: Option<String>,
+    journeys: Option<BTreeMap<String, u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    users: u32,
+    over: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawFault {
+    name: Option<String>,
+    at: Option<String>,
+    every: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    duration: Option<String>,
+    kill_pod: Option<RawKillPod>,
+    terminate_instance: Option<RawRadius>,
+    db_failover: Option<RawDbFailover>,
+    restart_cache: Option<RawNothing>,
+    restart_broker: Option<RawNothing>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKillPod {
+    service: String,
+    count: Option<u32>,
+    percent: Option<String>,
+    max: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRadius {
+    count: Option<u32>,
+    percent: Option<String>,
+    max: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDbFailover {
+    #[serde(default)]
+    rebuild_standby: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNothing {}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSlo {
+    availability: Option<String>,
+    uptime: Option<String>,
+    error_rate: Option<String>,
+    latency: Option<BTreeMap<String, String>>,
+    step_latency: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    recovery: Option<String>,
+    scale_out: Option<String>,
+    failover_downtime: Option<String>,
+    lost_orders: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    dir: Option<PathBuf>,
+}
+
+/// Collects problems while validating.
+#[derive(Default)]
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push((key.into(), message.into()));
+    }
+
+    fn duration(&mut self, key: &str, text: &str) -> Option<Duration> {
+        let d = parse_duration(text);
+        if d.is_none() {
+            self.add(
+                key,
+                format!("expected a duration such as 500ms, 20s or 2m, got `{text}`"),
+            );
+        }
+        d
+    }
+
+    fn positive_duration(&mut self, key: &str, text: &str) -> Option<Duration> {
+        let d = self.duration(key, text)?;
+        if d.is_zero() {
+            self.add(key, "expected a duration above zero");
+            return None;
+        }
+        Some(d)
+    }
+
+    fn percent(&mut self, key: &str, text: &str) -> Option<f64> {
+        let p = parse_percent(text);
+        if p.is_none() {
+            self.add(
+                key,
+                format!("expected a percentage from 0% to 100% such as 99.9%, got `{text}`"),
+            );
+        }
+        p
+    }
+}
+
+const NAME_RULE: &str = "expected 1 to 64 characters: letters, digits, '-' or '_'";
+
+pub(crate) fn validate(raw: RawScenario) -> Result<Scenario, Vec<(String, String)>> {
+    let mut p = Problems::default();
+    let name_ok = !raw.name.is_empty()
+        && raw.name.len() <= 64
+        && raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        p.add("name", NAME_RULE);
+    }
+    let target = match raw
+        .target
+        .map(Topology::validate)
+        .unwrap_or_else(|| Ok(Topology::default()))
+    {
+        Ok(t) => t,
+        Err((key, message)) => {
+            p.add(key, message);
+            Topology::default()
+        }
+    };
+    let load = match raw.load {
+        Some(l) => validate_load(&mut p, l),
+        None => {
+            p.add("load", "expected a load section with stages");
+            None
+        }
+    };
+    let length = load.as_ref().map(Load::length).unwrap_or_default();
+    let faults: Vec<Fault> = raw
+        .faults
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, f)| validate_fault(&mut p, i, f, length, &target))
+        .collect();
+    let stop_when: Vec<StopRule> = raw
+        .stop_when
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| match parse_stop_rule(text) {
+            Ok(rule) => Some(rule),
+            Err(message) => {
+                p.add(format!("stop-when[{i}]"), message);
+                None
+            }
+        })
+        .collect();
+    let slo = validate_slo(&mut p, raw.slo.unwrap_or_default());
+    let report_dir = raw
+        .report
+        .and_then(|r| r.dir)
+        .unwrap_or_else(|| PathBuf::from("reports"));
+    match load {
+        Some(load) if p.0.is_empty() => Ok(Scenario {
+            name: raw.name,
+            description: raw.description,
+            target,
+            load,
+            faults,
+            stop_when,
+            slo,
+            report_dir,
+        }),
+        _ => Err(p.0),
+    }
+}
+
+fn validate_load(p: &mut Problems, raw: RawLoad) -> Option<Load> {
+    if raw.stages.is_empty() {
+        p.add(
+            "load.stages",
+            "expected at least one stage such as { users: 100, over: 30s }",
+        );
+    }
+    let mut stages = Vec::new();
+    for (i, s) in raw.stages.iter().enumerate() {
+        let key = format!("load.stages[{i}].over");
+        if s.users > 100_000 {
+            p.add(
+                format!("load.stages[{i}].users"),
+                format!("expected at most 100000 users, got {}", s.users),
+            );
+        }
+        if let Some(over) = p.positive_duration(&key, &s.over) {
+            stages.push(Stage {
+                users: s.users,
+                over,
+            });
+        }
+    }
+    let think_time = match raw.think_time.as_deref() {
+        None => (Duration::from_millis(500), Duration::from_secs(2)),
+        Some(text) => {
+            let (lo, hi) = text.split_once("..").unwrap_or((text, text));
+            match (
+                p.duration("load.think-time", lo),
+                p.duration("load.think-time", hi),
+            ) {
+                (Some(lo), Some(hi)) if lo <= hi => (lo, hi),
+                (Some(_), Some(_)) => {
+                    p.add(
+                        "load.think-time",
+                        format!("expected MIN..MAX with MIN <= MAX, got `{text}`"),
+                    );
+                    (Duration::ZERO, Duration::ZERO)
+                }
+                _ => (Duration::ZERO, Duration::ZERO),
+            }
+        }
+    };
+    let weights = raw.journeys.unwrap_or_else(|| {
+        [
+            ("browse".into(), 60),
+            ("buy".into(), 30),
+            ("abandon".into(), 10),
+        ]
+        .into()
+    });
+    let mut journeys = Vec::new();
+    for (name, weight) in &weights {
+        match Journey::ALL.into_iter().find(|j| j.name() == name) {
+            Some(j) => journeys.push((j, *weight)),
+            None => p.add(
+                format!("load.journeys.{name}"),
+                "unknown journey (expected browse, buy or abandon)",
+            ),
+        }
+    }
+    if weights.values().sum::<u32>() == 0 {
+        p.add(
+            "load.journeys",
+            "the weights sum to zero: at least one journey needs a weight above 0",
+        );
+    }
+    (stages.len() == raw.stages.len()).then_some(Load {
+        stages,
+        think_time,
+        journeys,
+    })
+}
+
+fn radius(
+    p: &mut Problems,
+    key: &str,
+    count: Option<u32>,
+    percent: Option<&str>,
+    max: Option<u32>,
+) -> Option<BlastRadius> {
+    match (count, percent) {
+        (Some(_), Some(_)) => {
+            p.add(key, "expected either count or percent, not both");
+            None
+        }
+        (Some(0), None) => {
+            p.add(format!("{key}.count"), "expected a count of at least 1");
+            None
+        }
+        (Some(n), None) => Some(BlastRadius::Count(n)),
+        (None, Some(text)) => {
+            let percent = p.percent(&format!("{key}.percent"), text)?;
+            if percent == 0.0 {
+                p.add(format!("{key}.percent"), "expected a share above 0%");
+                return None;
+            }
+            Some(BlastRadius::Percent { percent, max })
+        }
+        (None, None) => Some(BlastRadius::Count(1)),
+    }
+}
+
+fn validate_fault(
+    p: &mut Problems,
+    i: usize,
+    f: RawFault,
+    length: Duration,
+    target: &Topology,
+) -> Option<Fault> {
+    let key = format!("faults[{i}]");
+    let mut kinds = Vec::new();
+    if let Some(k) = f.kill_pod {
+        let service_ok = SERVICES.contains(&k.service.as_str());
+        if !service_ok {
+            p.add(
+                format!("{key}.kill-pod.service"),
+                format!(
+                    "unknown service `{}` (expected one of {})",
+                    k.service,
+                    SERVICES.join(", ")
+                ),
+            );
+        } else if target.initial_replicas(&k.service) == 0 {
+            p.add(
+                format!("{key}.kill-pod.service"),
+                format!("the target runs no {} replica to kill", k.service),
+            );
+        }
+        if let Some(r) = radius(
+            p,
+            &format!("{key}.kill-pod"),
+            k.count,
+            k.percent.as_deref(),
+            k.max,
+        ) && service_ok
+        {
+            kinds.push(FaultKind::KillPod {
+                service: k.service,
+                radius: r,
+            });
+        }
+    }
+    if let Some(t) = f.terminate_instance
+        && let Some(r) = radius(
+            p,
+            &format!("{key}.terminate-instance"),
+            t.count,
+            t.percent.as_deref(),
+            t.max,
+        )
+    {
+        kinds.push(FaultKind::TerminateInstance { radius: r });
+    }
+    if let Some(d) = f.db_failover {
+        kinds.push(FaultKind::DbFailover {
+            rebuild_standby: d.rebuild_standby,
+        });
+    }
+    if f.restart_cache.is_some() {
+        kinds.push(FaultKind::RestartCache);
+    }
+    if f.restart_broker.is_some() {
+        kinds.push(FaultKind::RestartBroker);
+    }
+    if kinds.len() != 1 {
+        p.add(
+            key.clone(),
+            format!(
+                "expected exactly one fault kind (kill-pod, terminate-instance, db-failover, restart-cache, restart-broker), got {}",
+                kinds.len()
+            ),
+        );
+    }
+    let schedule = match (f.at.as_deref(), f.every.as_deref()) {
+        (Some(at), None) => {
+            if f.from.is_some() || f.until.is_some() {
+                p.add(key.clone(), "from and until go with every, not with at");
+            }
+            let at = p.duration(&format!("{key}.at"), at)?;
+            if !length.is_zero() && at > length {
+                p.add(
+                    format!("{key}.at"),
+                    format!(
+                        "{} is after the load ends ({})",
+                        humantime::format_duration(at),
+                        humantime::format_duration(length)
+                    ),
+                );
+            }
+            Schedule::At(at)
+        }
+        (None, Some(every)) => {
+            let every = p.positive_duration(&format!("{key}.every"), every)?;
+            let from = match f.from.as_deref() {
+                Some(t) => p.duration(&format!("{key}.from"), t)?,
+                None => Duration::ZERO,
+            };
+            let until = match f.until.as_deref() {
+                Some(t) => Some(p.duration(&format!("{key}.until"), t)?),
+                None => None,
+            };
+            if until.is_some_and(|u| u < from) {
+                p.add(format!("{key}.until"), "expected until after from");
+            }
+            Schedule::Every { every, from, until }
+        }
+        (Some(_), Some(_)) => {
+            p.add(key.clone(), "expected either at or every, not both");
+            return None;
+        }
+        (None, None) => {
+            p.add(
+                key.clone(),
+                "expected `at: <duration>` or `every: <duration>`",
+            );
+            return None;
+        }
+    };
+    let duration = match f.duration.as_deref() {
+        Some(t) => Some(p.positive_duration(&format!("{key}.duration"), t)?),
+        None => None,
+    };
+    let kind = (kinds.len() == 1).then(|| kinds.remove(0))?;
+    let name = f.name.unwrap_or_else(|| kind.key().to_string());
+    Some(Fault {
+        name,
+        kind,
+        schedule,
+        duration,
+    })
+}
+
+/// `<metric> <op> <value> for <duration>`, e.g. `p99 > 2s for 30s`.
+pub fn parse_stop_rule(text: &str) -> Result<StopRule, String> {
+    const FORM: &str =
+        "expected `<metric> <op> <value> for <duration>` such as `error-rate > 20% for 10s`";
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let [metric, op, value, for_word, window] = words[..] else {
+        return Err(format!("{FORM}, got `{text}`"));
+    };
+    if for_word != "for" {
+        return Err(format!("{FORM}, got `{text}`"));
+    }
+    let metric = match metric {
+        "error-rate" => Metric::ErrorRate,
+        "availability" => Metric::Availability,
+        other => Metric::Latency(Percentile::parse(other).filter(|p| *p != Percentile::Max).ok_or_else(|| {
+            format!("unknown metric `{other}` (expected error-rate, availability, p50, p95, p99 or p99.9)")
+        })?),
+    };
+    let op = match op {
+        ">" => Op::Gt,
+        ">=" => Op::Ge,
+        "<" => Op::Lt,
+        "<=" => Op::Le,
+        other => {
+            return Err(format!(
+                "unknown operator `{other}` (expected >, >=, < or <=)"
+            ));
+        }
+    };
+    let value = match metric {
+        Metric::ErrorRate | Metric::Availability => {
+            parse_percent(value)
+                .ok_or_else(|| format!("expected a percentage such as 20%, got `{value}`"))?
+                / 100.0
+        }
+        Metric::Latency(_) => {
+            parse_duration(value)
+                .ok_or_else(|| format!("expected a duration such as 2s, got `{value}`"))?
+                .as_secs_f64()
+                * 1e3
+        }
+    };
+    let window = parse_duration(window)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("expected a window such as 10s, got `{window}`"))?;
+    Ok(StopRule {
+        text: text.to_string(),
+        metric,
+        op,
+        value,
+        window,
+    })
+}
+
+fn latency_targets(
+    p: &mut Problems,
+    key: &str,
+    raw: &BTreeMap<String, String>,
+) -> BTreeMap<Percentile, Duration> {
+    let mut out = BTreeMap::new();
+    for (name, text) in raw {
+        let k = format!("{key}.{name}");
+        match Percentile::parse(name) {
+            Some(pct) => {
+                if let Some(d) = p.positive_duration(&k, text) {
+                    out.insert(pct, d);
+                }
+            }
+            None => p.add(
+                k,
+                "unknown percentile (expected p50, p90, p95, p99, p99.9 or max)",
+            ),
+        }
+    }
+    out
+}
+
+fn validate_slo(p: &mut Problems, raw: RawSlo) -> Slo {
+    let fraction = |p: &mut Problems, key: &str, v: &Option<String>| {
+        v.as_deref()
+            .and_then(|t| p.percent(key, t))
+            .map(|x| x / 100.0)
+    };
+    let dur = |p: &mut Problems, key: &str, v: &Option<String>| {
+        v.as_deref().and_then(|t| p.positive_duration(key, t))
+    };
+    Slo {
+        availability: fraction(p, "slo.availability", &raw.availability),
+        uptime: fraction(p, "slo.uptime", &raw.uptime),
+        error_rate: fraction(p, "slo.error-rate", &raw.error_rate),
+        latency: raw
+            .latency
+            .as_ref()
+            .map(|l| latency_targets(p, "slo.latency", l))
+            .unwrap_or_default(),
+        step_latency: raw
+            .step_latency
+            .as_ref()
+            .map(|steps| {
+                steps
+                    .iter()
+                    .map(|(step, l)| {
+                        (
+                            step.clone(),
+                            latency_targets(p, &format!("slo.step-latency.{step}"), l),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        recovery: dur(p, "slo.recovery", &raw.recovery),
+        scale_out: dur(p, "slo.scale-out", &raw.scale_out),
+        failover_downtime: dur(p, "slo.failover-downtime", &raw.failover_downtime),
+        lost_orders: raw.lost_orders,
+    }
+}

@@ -1,0 +1,224 @@
+use std::path::Path;
+
+use super::*;
+
+fn errors(text: &str) -> Vec<ScenarioError> {
+    Scenario::parse(Path::new("s.yaml"), text)
+        .expect_err("invalid")
+        .0
+}
+
+const BASE: &str = "name: t\nload:\n  stages:\n    - { users: 10, over: 10s }\n";
+
+#[test]
+fn the_design_example_is_smoke_yaml_and_it_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.yaml");
+    let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.name, "smoke");
+    assert_eq!(s.load.stages.len(), 3);
+    assert_eq!(s.load.length(), Duration::from_secs(65));
+    assert_eq!(s.load.peak_users(), 200);
+    assert_eq!(
+        s.load.think_time,
+        (Duration::from_millis(500), Duration::from_secs(2))
+    );
+    assert_eq!(s.faults.len(), 2);
+    assert_eq!(
+        s.faults[0].kind,
+        FaultKind::KillPod {
+            service: "cart".into(),
+            radius: BlastRadius::Count(1)
+        }
+    );
+    assert_eq!(s.faults[1].schedule, Schedule::At(Duration::from_secs(35)));
+    assert_eq!(s.stop_when[0].metric, Metric::ErrorRate);
+    assert!((s.stop_when[0].value - 0.2).abs() < 1e-9);
+    assert!((s.slo.availability.unwrap() - 0.999).abs() < 1e-12);
+    assert_eq!(s.slo.latency[&Percentile::P99], Duration::from_secs(1));
+    assert_eq!(s.slo.lost_orders, Some(0));
+    assert_eq!(s.target.autoscale["catalogue"].max, 4);
+}
+
+#[test]
+fn an_unknown_key_is_located_and_named() {
+    let e = errors(&format!("{BASE}slo:\n  availabilty: 99%\n"));
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e[0].position,
+        Some(Position { line: 6, column: 3 }),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[0].message.contains("unknown field `availabilty`"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn a_negative_duration_is_refused_with_its_key_and_line() {
+    let e = errors("name: t\nload:\n  stages:\n    - { users: 10, over: -5s }\n");
+    assert_eq!(e[0].key.as_deref(), Some("load.stages[0].over"));
+    assert_eq!(e[0].position.map(|p| p.line), Some(4));
+    assert!(e[0].message.contains("expected a duration"), "{}", e[0]);
+    assert!(e[0].to_string().starts_with("s.yaml:4:"), "{}", e[0]);
+}
+
+#[test]
+fn weights_that_sum_to_zero_are_refused() {
+    let e = errors(&format!("{BASE}  journeys: {{ browse: 0, buy: 0 }}\n"));
+    assert_eq!(e[0].key.as_deref(), Some("load.journeys"));
+    assert_eq!(e[0].position, Some(Position { line: 5, column: 3 }));
+}
+
+#[test]
+fn a_percentage_above_100_is_refused() {
+    let e = errors(&format!("{BASE}slo:\n  availability: 100.5%\n"));
+    assert_eq!(e[0].key.as_deref(), Some("slo.availability"));
+    assert_eq!(e[0].position.map(|p| p.line), Some(6));
+}
+
+#[test]
+fn an_unknown_journey_or_fault_kind_is_refused() {
+    let e = errors(&format!(
+        "{BASE}  journeys: {{ browse: 1, window-shop: 2 }}\n"
+    ));
+    assert_eq!(e[0].key.as_deref(), Some("load.journeys.window-shop"));
+    assert_eq!(
+        e[0].position,
+        Some(Position {
+            line: 5,
+            column: 26
+        })
+    );
+    let e = errors(&format!(
+        "{BASE}faults:\n  - at: 5s\n    unplug-the-datacentre: {{}}\n"
+    ));
+    assert_eq!(e[0].position.map(|p| p.line), Some(7), "{}", e[0]);
+    assert!(
+        e[0].message
+            .contains("unknown field `unplug-the-datacentre`"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[0].message.contains("kill-pod"),
+        "the message lists the known kinds: {}",
+        e[0]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let e = errors(
+        "name: 'bad name'\nload:\n  stages:\n    - { users: 10, over: 0s }\n  think-time: 2s..1s\nstop-when:\n  - error-rate >> 5% for 10s\nslo:\n  latency: { p42: 1s }\n",
+    );
+    let keys: Vec<&str> = e.iter().filter_map(|e| e.key.as_deref()).collect();
+    assert_eq!(
+        keys,
+        [
+            "name",
+            "load.stages[0].over",
+            "load.think-time",
+            "stop-when[0]",
+            "slo.latency.p42"
+        ],
+        "{e:?}"
+    );
+}
+
+#[test]
+fn faults_need_one_kind_and_one_schedule() {
+    let e = errors(&format!(
+        "{BASE}faults:\n  - kill-pod: {{ service: cart }}\n    restart-cache: {{}}\n    at: 1s\n  - restart-cache: {{}}\n  - at: 1m\n    restart-broker: {{}}\n"
+    ));
+    let messages: Vec<String> = e
+        .iter()
+        .map(|e| format!("{}: {}", e.key.as_deref().unwrap_or(""), e.message))
+        .collect();
+    assert!(
+        messages[0].starts_with("faults[0]: expected exactly one fault kind"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].starts_with("faults[1]: expected `at"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[2].starts_with("faults[2].at: 1m is after the load ends"),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn stop_rules_read_metric_operator_value_and_window() {
+    let r = raw::parse_stop_rule("p99 > 2s for 30s").unwrap();
+    assert_eq!(
+        (r.metric, r.op, r.value, r.window),
+        (
+            Metric::Latency(Percentile::P99),
+            Op::Gt,
+            2000.0,
+            Duration::from_secs(30)
+        )
+    );
+    let r = raw::parse_stop_rule("availability < 99% for 1m").unwrap();
+    assert_eq!(
+        (r.metric, r.op, r.window),
+        (Metric::Availability, Op::Lt, Duration::from_secs(60))
+    );
+    assert!((r.value - 0.99).abs() < 1e-9);
+    for bad in [
+        "p99 > 2s",
+        "latency > 2s for 1s",
+        "p99 => 2s for 1s",
+        "error-rate > 2s for 1s",
+        "p99 > 2s during 1s",
+    ] {
+        assert!(raw::parse_stop_rule(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn blast_radius_counts_and_percentages_are_bounded() {
+    assert_eq!(BlastRadius::Count(3).of(2), 2);
+    assert_eq!(
+        BlastRadius::Percent {
+            percent: 50.0,
+            max: None
+        }
+        .of(5),
+        3
+    );
+    assert_eq!(
+        BlastRadius::Percent {
+            percent: 100.0,
+            max: Some(2)
+        }
+        .of(10),
+        2
+    );
+    let every = Schedule::Every {
+        every: Duration::from_secs(10),
+        from: Duration::from_secs(5),
+        until: None,
+    };
+    assert_eq!(every.times(Duration::from_secs(30)).len(), 3);
+}
+
+#[test]
+fn a_yaml_bomb_is_refused_not_expanded() {
+    let mut bomb = String::from(
+        "name: x\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    let mut prev = "a".to_string();
+    for n in ["b", "c", "d", "e", "f", "g", "h"] {
+        bomb.push_str(&format!(
+            "{n}: &{n} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+        ));
+        prev = n.to_string();
+    }
+    let e = errors(&bomb);
+    assert!(e[0].message.contains("expands to more than"), "{}", e[0]);
+}
