@@ -5,6 +5,7 @@ pub mod errors;
 pub mod events;
 pub mod exit_codes;
 pub mod platform;
+pub mod record;
 pub mod scenario;
 
 pub use errors::{Error, Result};
