@@ -6,6 +6,8 @@ pub mod events;
 pub mod exit_codes;
 pub mod platform;
 pub mod record;
+pub mod report;
 pub mod scenario;
+pub mod slo;
 
 pub use errors::{Error, Result};

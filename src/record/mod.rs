@@ -7,7 +7,7 @@
 //! standard HdrHistogram interval-log format), so a run that crashes keeps
 //! everything up to its last second.
 
-mod timeline;
+pub mod timeline;
 
 use std::{
     collections::BTreeMap,

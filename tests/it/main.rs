@@ -5,5 +5,6 @@
 mod cli;
 mod manifests;
 mod platform;
+mod report;
 mod shop;
 mod support;

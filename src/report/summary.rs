@@ -1,0 +1,273 @@
+//! summary.json (DESIGN.md section 8): the verdict, the SLO table, totals,
+//! latency (raw and corrected for coordinated omission), per-step figures,
+//! faults, scale-outs, orders and the load generator's health. Figures that
+//! were not measured are null.
+
+use std::{collections::BTreeMap, ops::Range};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    record::{Timeline, timeline::OVERALL},
+    scenario::{Percentile, Scenario, Stage},
+    slo::{self, Figures, SloResult, Verdict},
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Requests {
+    pub total: u64,
+    pub failed: u64,
+    pub rps_mean: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub p99_9: Option<f64>,
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepSummary {
+    pub step: String,
+    pub count: u64,
+    pub failed: u64,
+    pub failed_percent: Option<f64>,
+    pub rps: Option<f64>,
+    pub latency_ms: Latency,
+    pub latency_corrected_ms: Latency,
+    pub errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultSummary {
+    pub name: String,
+    pub kind: String,
+    pub targets: Vec<String>,
+    pub injected_at_s: Option<f64>,
+    pub first_error_at_s: Option<f64>,
+    pub recovered_at_s: Option<f64>,
+    pub recovery_s: Option<f64>,
+    pub errors: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScaleOut {
+    pub service: String,
+    pub from: u32,
+    pub to: u32,
+    pub signal_at_s: f64,
+    pub ready_at_s: Option<f64>,
+    pub duration_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Orders {
+    pub accepted: Option<u64>,
+    pub dispatched: Option<u64>,
+    pub lost: Option<u64>,
+    pub duplicated: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoadGenerator {
+    pub cpu_percent_max: Option<f64>,
+    pub saturated: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub scenario: String,
+    pub verdict: Verdict,
+    pub exit_code: i32,
+    pub started_at: String,
+    pub duration_s: f64,
+    /// The seconds the figures are computed over (ramps excluded).
+    pub measured_window_s: [u64; 2],
+    pub requests: Requests,
+    pub availability: Option<f64>,
+    pub uptime: Option<f64>,
+    pub latency_ms: Latency,
+    pub latency_corrected_ms: Latency,
+    pub slos: Vec<SloResult>,
+    pub faults: Vec<FaultSummary>,
+    pub scale_outs: Vec<ScaleOut>,
+    pub orders: Orders,
+    pub load_generator: LoadGenerator,
+    pub steps: Vec<StepSummary>,
+    pub aborted_by: Option<String>,
+}
+
+/// What the run knows beyond the timeline.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub started_at: String,
+    pub duration_s: f64,
+    pub uptime: Option<f64>,
+    pub faults: Vec<FaultSummary>,
+    pub scale_outs: Vec<ScaleOut>,
+    pub orders: Option<Orders>,
+    pub load_generator: LoadGenerator,
+    /// The stop rule that fired, if one did.
+    pub aborted_by: Option<String>,
+    pub failover_downtime_s: Option<f64>,
+}
+
+/// The measured window: a first stage that ramps up from zero and a last
+/// stage that ramps down to zero are excluded.
+pub fn measured_window(stages: &[Stage]) -> Range<u64> {
+    let mut start = 0;
+    let mut end: u64 = stages.iter().map(|s| s.over.as_secs()).sum();
+    if stages.len() > 1 {
+        if stages[0].users > 0 {
+            start = stages[0].over.as_secs();
+        }
+        if let Some(last) = stages.last()
+            && last.users == 0
+        {
+            end = end.saturating_sub(last.over.as_secs());
+        }
+    }
+    start..end.max(start + 1)
+}
+
+fn latency(h: Option<&hdrhistogram::Histogram<u64>>) -> Latency {
+    let Some(h) = h.filter(|h| h.len() > 0) else {
+        return Latency::default();
+    };
+    let at = |q: f64| Some(h.value_at_quantile(q) as f64 / 1000.0);
+    Latency {
+        p50: at(0.50),
+        p90: at(0.90),
+        p95: at(0.95),
+        p99: at(0.99),
+        p99_9: at(0.999),
+        max: Some(h.max() as f64 / 1000.0),
+    }
+}
+
+fn by_percentile(l: &Latency) -> BTreeMap<Percentile, f64> {
+    [
+        (Percentile::P50, l.p50),
+        (Percentile::P90, l.p90),
+        (Percentile::P95, l.p95),
+        (Percentile::P99, l.p99),
+        (Percentile::P999, l.p99_9),
+        (Percentile::Max, l.max),
+    ]
+    .into_iter()
+    .filter_map(|(p, v)| v.map(|v| (p, v)))
+    .collect()
+}
+
+pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Summary {
+    let window = measured_window(&scenario.load.stages);
+    let rows: Vec<_> = timeline
+        .seconds
+        .iter()
+        .filter(|r| window.contains(&r.t))
+        .collect();
+    let total: u64 = rows.iter().map(|r| r.requests()).sum();
+    let failed: u64 = rows.iter().map(|r| r.failed()).sum();
+    let span = (window.end - window.start) as f64;
+    let availability = (total > 0).then(|| (total - failed) as f64 / total as f64);
+    let overall = latency(timeline.merged(OVERALL, false, window.clone()).as_ref());
+    let overall_co = latency(timeline.merged(OVERALL, true, window.clone()).as_ref());
+
+    let mut step_names: Vec<String> = timeline
+        .seconds
+        .iter()
+        .flat_map(|r| r.steps.keys().cloned())
+        .collect();
+    step_names.sort();
+    step_names.dedup();
+    let steps: Vec<StepSummary> = step_names
+        .iter()
+        .map(|name| {
+            let (mut count, mut failed, mut errors) = (0, 0, BTreeMap::new());
+            for r in &rows {
+                if let Some(s) = r.steps.get(name) {
+                    count += s.requests;
+                    failed += s.failed;
+                    for (k, v) in &s.errors {
+                        *errors.entry(k.clone()).or_insert(0) += v;
+                    }
+                }
+            }
+            StepSummary {
+                step: name.clone(),
+                count,
+                failed,
+                failed_percent: (count > 0).then(|| 100.0 * failed as f64 / count as f64),
+                rps: (count > 0).then(|| count as f64 / span),
+                latency_ms: latency(timeline.merged(name, false, window.clone()).as_ref()),
+                latency_corrected_ms: latency(timeline.merged(name, true, window.clone()).as_ref()),
+                errors,
+            }
+        })
+        .collect();
+
+    let orders = info.orders.clone().unwrap_or(Orders {
+        accepted: None,
+        dispatched: None,
+        lost: None,
+        duplicated: None,
+    });
+    let figures = Figures {
+        availability,
+        uptime: info.uptime,
+        error_rate: availability.map(|a| 1.0 - a),
+        latency_ms: by_percentile(&overall),
+        step_latency_ms: steps
+            .iter()
+            .map(|s| (s.step.clone(), by_percentile(&s.latency_ms)))
+            .collect(),
+        worst_recovery_s: worst(
+            info.faults.iter().map(|f| f.recovery_s),
+            !info.faults.is_empty(),
+        ),
+        worst_scale_out_s: worst(
+            info.scale_outs.iter().map(|s| s.duration_s),
+            !info.scale_outs.is_empty(),
+        ),
+        failover_downtime_s: info.failover_downtime_s,
+        lost_orders: orders.lost,
+    };
+    let slos = slo::evaluate(&scenario.slo, &figures);
+    let verdict = slo::verdict(&slos, info.aborted_by.is_some());
+    Summary {
+        scenario: scenario.name.clone(),
+        verdict,
+        exit_code: verdict.exit_code(),
+        started_at: info.started_at,
+        duration_s: info.duration_s,
+        measured_window_s: [window.start, window.end],
+        requests: Requests {
+            total,
+            failed,
+            rps_mean: (total > 0).then(|| total as f64 / span),
+        },
+        availability,
+        uptime: info.uptime,
+        latency_ms: overall,
+        latency_corrected_ms: overall_co,
+        slos,
+        faults: info.faults,
+        scale_outs: info.scale_outs,
+        orders,
+        load_generator: info.load_generator,
+        steps,
+        aborted_by: info.aborted_by,
+    }
+}
+
+/// The largest figure, or None when any is unmeasured (or there are none).
+fn worst(mut values: impl Iterator<Item = Option<f64>>, any: bool) -> Option<f64> {
+    if !any {
+        return None;
+    }
+    values.try_fold(f64::MIN, |m, v| v.map(|v| m.max(v)))
+}

@@ -1,0 +1,204 @@
+//! SLO evaluation: each target of the scenario against what was measured.
+//! A figure that was not measured stays `None`: its SLO is reported with
+//! `observed: null` and `pass: null`, and never counts as met or as zero.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    exit_codes,
+    scenario::{Percentile, Slo},
+};
+
+/// What a run measured (None: not measured).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub availability: Option<f64>,
+    pub uptime: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub latency_ms: BTreeMap<Percentile, f64>,
+    pub step_latency_ms: BTreeMap<String, BTreeMap<Percentile, f64>>,
+    /// The slowest recovery over all faults.
+    pub worst_recovery_s: Option<f64>,
+    pub worst_scale_out_s: Option<f64>,
+    pub failover_downtime_s: Option<f64>,
+    pub lost_orders: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SloResult {
+    pub name: String,
+    pub target: String,
+    pub observed: Option<String>,
+    pub pass: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Aborted,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Pass => exit_codes::OK,
+            Verdict::Fail => exit_codes::SLO_BREACHED,
+            Verdict::Aborted => exit_codes::ABORTED,
+        }
+    }
+}
+
+pub fn percent(fraction: f64) -> String {
+    let text = format!("{:.3}", fraction * 100.0);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}%")
+}
+
+pub fn millis(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2}s", ms / 1000.0)
+    } else {
+        format!("{ms:.1}ms")
+    }
+}
+
+fn at_least(name: &str, target: f64, observed: Option<f64>) -> SloResult {
+    SloResult {
+        name: name.into(),
+        target: format!(">= {}", percent(target)),
+        observed: observed.map(percent),
+        pass: observed.map(|o| o >= target),
+    }
+}
+
+fn at_most_ms(name: String, target: Duration, observed: Option<f64>) -> SloResult {
+    let target_ms = target.as_secs_f64() * 1e3;
+    SloResult {
+        target: format!("<= {}", millis(target_ms)),
+        observed: observed.map(millis),
+        pass: observed.map(|o| o <= target_ms),
+        name,
+    }
+}
+
+/// One result per target the scenario sets.
+pub fn evaluate(slo: &Slo, f: &Figures) -> Vec<SloResult> {
+    let mut out = Vec::new();
+    if let Some(t) = slo.availability {
+        out.push(at_least("availability", t, f.availability));
+    }
+    if let Some(t) = slo.uptime {
+        out.push(at_least("uptime", t, f.uptime));
+    }
+    if let Some(t) = slo.error_rate {
+        out.push(SloResult {
+            name: "error-rate".into(),
+            target: format!("<= {}", percent(t)),
+            observed: f.error_rate.map(percent),
+            pass: f.error_rate.map(|o| o <= t),
+        });
+    }
+    for (p, t) in &slo.latency {
+        out.push(at_most_ms(
+            format!("latency {}", p.key()),
+            *t,
+            f.latency_ms.get(p).copied(),
+        ));
+    }
+    for (step, targets) in &slo.step_latency {
+        for (p, t) in targets {
+            let observed = f.step_latency_ms.get(step).and_then(|m| m.get(p)).copied();
+            out.push(at_most_ms(
+                format!("latency {} of {step}", p.key()),
+                *t,
+                observed,
+            ));
+        }
+    }
+    for (name, target, observed) in [
+        ("recovery", slo.recovery, f.worst_recovery_s),
+        ("scale-out", slo.scale_out, f.worst_scale_out_s),
+        (
+            "failover-downtime",
+            slo.failover_downtime,
+            f.failover_downtime_s,
+        ),
+    ] {
+        if let Some(t) = target {
+            out.push(at_most_ms(name.to_string(), t, observed.map(|s| s * 1e3)));
+        }
+    }
+    if let Some(t) = slo.lost_orders {
+        out.push(SloResult {
+            name: "lost-orders".into(),
+            target: format!("<= {t}"),
+            observed: f.lost_orders.map(|n| n.to_string()),
+            pass: f.lost_orders.map(|n| n <= t),
+        });
+    }
+    out
+}
+
+/// Aborted beats failed beats passed; an SLO that could not be judged does
+/// not make a run pass or fail (the report lists it as not measured).
+pub fn verdict(results: &[SloResult], aborted: bool) -> Verdict {
+    if aborted {
+        Verdict::Aborted
+    } else if results.iter().any(|r| r.pass == Some(false)) {
+        Verdict::Fail
+    } else {
+        Verdict::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slo() -> Slo {
+        Slo {
+            availability: Some(0.999),
+            latency: [(Percentile::P95, Duration::from_millis(500))].into(),
+            recovery: Some(Duration::from_secs(30)),
+            lost_orders: Some(0),
+            ..Slo::default()
+        }
+    }
+
+    #[test]
+    fn each_target_is_judged_against_what_was_measured() {
+        let figures = Figures {
+            availability: Some(0.99976),
+            latency_ms: [(Percentile::P95, 612.0)].into(),
+            lost_orders: Some(0),
+            ..Figures::default()
+        };
+        let r = evaluate(&slo(), &figures);
+        assert_eq!(
+            r[0],
+            SloResult {
+                name: "availability".into(),
+                target: ">= 99.9%".into(),
+                observed: Some("99.976%".into()),
+                pass: Some(true)
+            }
+        );
+        assert_eq!(r[1].name, "latency p95");
+        assert_eq!(
+            (r[1].observed.as_deref(), r[1].pass),
+            (Some("612.0ms"), Some(false))
+        );
+        // Recovery was not measured: null, not zero, and not a pass.
+        assert_eq!((r[2].observed.clone(), r[2].pass), (None, None));
+        assert_eq!(r[3].pass, Some(true));
+        assert_eq!(verdict(&r, false), Verdict::Fail);
+        assert_eq!(verdict(&r, false).exit_code(), 3);
+        assert_eq!(verdict(&r, true).exit_code(), 4);
+        let passing: Vec<SloResult> = r.into_iter().filter(|x| x.pass != Some(false)).collect();
+        assert_eq!(verdict(&passing, false), Verdict::Pass);
+    }
+}

@@ -1,0 +1,153 @@
+//! summary.json and junit.xml from a recorded run directory.
+
+use std::{collections::BTreeMap, path::Path, time::SystemTime};
+
+use gameday::{
+    record::{Second, StepSecond, TimelineWriter, read_timeline},
+    report::{RunInfo, junit, summarize},
+    scenario::Scenario,
+    slo::Verdict,
+};
+use serde_json::Value;
+
+const SCENARIO: &str = "name: synthetic
+load:
+  stages:
+    - { users: 10, over: 2s }
+    - { users: 10, over: 6s }
+    - { users: 0, over: 2s }
+slo:
+  availability: 99%
+  latency: { p95: 100ms }
+  recovery: 30s
+";
+
+/// Ten seconds: the ramps (0-1, 8-9) are slow and failing, the measured
+/// window (2-7) has 100 requests a second at 10..19 ms, one failure a second.
+fn recorded_run(dir: &Path) {
+    let steps = vec!["home".to_string(), "checkout".to_string()];
+    let mut seconds: BTreeMap<u64, Second> = BTreeMap::new();
+    for t in 0..10u64 {
+        let ramp = !(2..8).contains(&t);
+        let mut second = Second::new();
+        for (step, n) in [(0usize, 80u64), (1, 20)] {
+            let mut s = StepSecond::default();
+            for i in 0..n {
+                let micros = if ramp {
+                    900_000
+                } else {
+                    10_000 + (i % 10) * 1_000
+                };
+                s.raw.record(micros).unwrap();
+                s.corrected.record_correct(micros, 50_000).unwrap();
+                s.requests += 1;
+            }
+            let failures = if ramp {
+                n / 2
+            } else if step == 0 {
+                1
+            } else {
+                0
+            };
+            s.failed = failures;
+            if failures > 0 {
+                s.errors.insert("status 503".into(), failures);
+            }
+            second.insert(step, s);
+        }
+        seconds.insert(t, second);
+    }
+    let mut writer = TimelineWriter::create(dir, &steps, SystemTime::now()).unwrap();
+    writer.append(&seconds, |_| Some(10)).unwrap();
+}
+
+fn summary_json(dir: &Path, scenario: &Scenario) -> Value {
+    let timeline = read_timeline(dir).unwrap();
+    let info = RunInfo {
+        started_at: "2026-11-22T10:00:00Z".into(),
+        duration_s: 10.0,
+        ..RunInfo::default()
+    };
+    serde_json::to_value(summarize(scenario, &timeline, info)).unwrap()
+}
+
+#[test]
+fn the_summary_is_computed_over_the_measured_window_and_matches_the_committed_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    recorded_run(dir.path());
+    let scenario = Scenario::parse(Path::new("synthetic.yaml"), SCENARIO).unwrap();
+    let summary = summary_json(dir.path(), &scenario);
+
+    assert_eq!(summary["measured_window_s"], serde_json::json!([2, 8]));
+    assert_eq!(summary["requests"]["total"], 600);
+    assert_eq!(summary["requests"]["failed"], 6);
+    assert_eq!(summary["availability"], 0.99);
+    assert!(summary["uptime"].is_null(), "not measured is null, never 0");
+    let p95 = summary["latency_ms"]["p95"].as_f64().unwrap();
+    assert!((18.0..=20.0).contains(&p95), "p95 {p95}");
+    assert!(summary["latency_corrected_ms"]["p95"].as_f64().unwrap() >= p95);
+    let steps = summary["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    let home = steps.iter().find(|s| s["step"] == "home").unwrap();
+    assert_eq!(home["count"], 480);
+    assert_eq!(home["errors"]["status 503"], 6);
+    assert_eq!(summary["verdict"], "pass");
+    assert_eq!(summary["exit_code"], 0);
+    let recovery = summary["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "recovery")
+        .unwrap();
+    assert!(
+        recovery["observed"].is_null() && recovery["pass"].is_null(),
+        "{recovery}"
+    );
+
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/summary.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let problems: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The schema is not vacuous: a 0 where null belongs, or a bad verdict, is caught.
+    let mut broken = summary.clone();
+    broken["verdict"] = "great".into();
+    broken["availability"] = 1.5.into();
+    assert_eq!(validator.iter_errors(&broken).count(), 2);
+}
+
+#[test]
+fn an_impossible_slo_fails_the_run_with_exit_code_3_and_junit_shows_target_and_observed() {
+    let dir = tempfile::tempdir().unwrap();
+    recorded_run(dir.path());
+    let impossible = SCENARIO.replace("p95: 100ms", "p95: 1ms");
+    let scenario = Scenario::parse(Path::new("impossible.yaml"), &impossible).unwrap();
+    let timeline = read_timeline(dir.path()).unwrap();
+    let summary = summarize(
+        &scenario,
+        &timeline,
+        RunInfo {
+            started_at: "2026-11-22T10:00:00Z".into(),
+            ..RunInfo::default()
+        },
+    );
+    assert_eq!(summary.verdict, Verdict::Fail);
+    assert_eq!(summary.exit_code, 3);
+    let xml = junit::render(&summary);
+    assert!(xml.contains("testcase name=\"latency p95\""), "{xml}");
+    assert!(xml.contains("target &lt;= 1.0ms, observed 19"), "{xml}");
+    assert!(xml.contains("testcase name=\"availability\""));
+    assert!(
+        xml.contains("target &gt;= 30000.0ms") || xml.contains("not measured"),
+        "{xml}"
+    );
+}
