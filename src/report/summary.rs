@@ -135,7 +135,7 @@ pub fn measured_window(stages: &[Stage]) -> Range<u64> {
 }
 
 fn latency(h: Option<&hdrhistogram::Histogram<u64>>) -> Latency {
-    let Some(h) = h.filter(|h| h.len() > 0) else {
+    let Some(h) = h.filter(|h| !h.is_empty()) else {
         return Latency::default();
     };
     let at = |q: f64| Some(h.value_at_quantile(q) as f64 / 1000.0);
