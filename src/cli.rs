@@ -32,6 +32,19 @@ pub enum Command {
     },
     /// Stop everything `gameday up` started, from any shell.
     Down,
+    /// Run a scenario on the local platform: shoppers, SLO verdict, reports.
+    Run {
+        /// The scenario file.
+        file: PathBuf,
+        /// The run directory (default: <report.dir>/<scenario>-<timestamp>).
+        #[arg(long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
+    /// Re-render a run's reports from its run directory.
+    Report {
+        /// A run directory written by `gameday run`.
+        run_dir: PathBuf,
+    },
     /// Check a scenario file: every problem with its line, column and key.
     Validate {
         /// The scenario file.
@@ -66,6 +79,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Up(args) => commands::up::run(args).await,
         Command::Status { json } => commands::status::run(json),
         Command::Down => commands::down::run().await,
+        Command::Run { file, output } => commands::run::run(&file, output).await,
+        Command::Report { run_dir } => commands::run::report(&run_dir),
         Command::Validate { file } => commands::validate::run(&file),
         Command::Plan { file } => commands::plan::run(&file),
     };

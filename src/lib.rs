@@ -4,6 +4,7 @@ pub mod commands;
 pub mod errors;
 pub mod events;
 pub mod exit_codes;
+pub mod load;
 pub mod platform;
 pub mod record;
 pub mod report;

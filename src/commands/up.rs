@@ -53,13 +53,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         },
         None => Topology::default(),
     };
-    if let Err(e) = crate::platform::local::process::preflight().and_then(|_| {
-        crate::platform::local::shop::SERVICES
-            .iter()
-            .try_for_each(|s| crate::platform::local::shop::binary(s).map(|_| ()))
-    }) {
-        eprintln!("gameday: {e}");
-        return Ok(exit_codes::USAGE);
+    if let Some(code) = super::preflight() {
+        return Ok(code);
     }
     let run_dir = args.run_dir.clone().unwrap_or_else(stacks::new_run_dir);
     if args.detach && !args.supervise {

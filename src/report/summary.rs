@@ -99,11 +99,19 @@ pub struct Summary {
     pub load_generator: LoadGenerator,
     pub steps: Vec<StepSummary>,
     pub aborted_by: Option<String>,
+    /// Faults the scenario lists that this run did not inject.
+    pub faults_not_injected: Vec<String>,
 }
 
-/// What the run knows beyond the timeline.
-#[derive(Debug, Clone, Default)]
+/// What the run knows beyond the timeline (saved as run.json).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunInfo {
+    /// The second of the run's clock at which the load started.
+    #[serde(default)]
+    pub load_started_s: u64,
+    /// Faults the scenario lists that this run did not inject.
+    #[serde(default)]
+    pub faults_not_injected: Vec<String>,
     pub started_at: String,
     pub duration_s: f64,
     pub uptime: Option<f64>,
@@ -165,6 +173,7 @@ fn by_percentile(l: &Latency) -> BTreeMap<Percentile, f64> {
 
 pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Summary {
     let window = measured_window(&scenario.load.stages);
+    let window = window.start + info.load_started_s..window.end + info.load_started_s;
     let rows: Vec<_> = timeline
         .seconds
         .iter()
@@ -261,6 +270,7 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
         load_generator: info.load_generator,
         steps,
         aborted_by: info.aborted_by,
+        faults_not_injected: info.faults_not_injected,
     }
 }
 

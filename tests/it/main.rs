@@ -6,5 +6,6 @@ mod cli;
 mod manifests;
 mod platform;
 mod report;
+mod run;
 mod shop;
 mod support;

@@ -1,0 +1,83 @@
+//! The load generator watches itself: its CPU (from /proc) and how late its
+//! tasks wake up. A saturated generator makes its own figures untrustworthy,
+//! so the run is flagged.
+
+use std::time::{Duration, Instant};
+
+use crate::platform::local::process::cpu_seconds;
+
+/// CPU above this share of the machine, for this many seconds, is saturation.
+pub const SATURATED_CPU_SHARE: f64 = 0.85;
+pub const SATURATED_SECONDS: u32 = 3;
+/// A 100 ms timer that fires this late, at the 99th percentile, is saturation.
+pub const SATURATED_LAG: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Default, Clone)]
+pub struct Health {
+    pub cpu_percent_max: f64,
+    pub lag_ms_p99: f64,
+    pub saturated: bool,
+    hot_seconds: u32,
+    lags: Vec<f64>,
+}
+
+pub struct Monitor {
+    cores: f64,
+    last: Option<(f64, Instant)>,
+    pub health: Health,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Monitor {
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(1.0);
+        Self {
+            cores,
+            last: None,
+            health: Health::default(),
+        }
+    }
+
+    /// Samples this process's CPU; call about once a second. Returns the
+    /// CPU used since the last sample, in percent of one core.
+    pub fn sample_cpu(&mut self) -> Option<f64> {
+        let now = Instant::now();
+        let cpu = cpu_seconds(std::process::id())?;
+        let percent = self.last.map(|(before, at)| {
+            100.0 * (cpu - before) / now.duration_since(at).as_secs_f64().max(0.001)
+        });
+        self.last = Some((cpu, now));
+        if let Some(p) = percent {
+            let h = &mut self.health;
+            h.cpu_percent_max = h.cpu_percent_max.max(p);
+            if p > 100.0 * self.cores * SATURATED_CPU_SHARE {
+                h.hot_seconds += 1;
+            } else {
+                h.hot_seconds = 0;
+            }
+            if h.hot_seconds >= SATURATED_SECONDS {
+                h.saturated = true;
+            }
+        }
+        percent
+    }
+
+    /// Records how late a timer fired.
+    pub fn record_lag(&mut self, lag: Duration) {
+        let h = &mut self.health;
+        h.lags.push(lag.as_secs_f64() * 1e3);
+        let mut sorted = h.lags.clone();
+        sorted.sort_by(f64::total_cmp);
+        h.lag_ms_p99 = sorted[((sorted.len() as f64 * 0.99) as usize).min(sorted.len() - 1)];
+        if sorted.len() >= 20 && h.lag_ms_p99 > SATURATED_LAG.as_secs_f64() * 1e3 {
+            h.saturated = true;
+        }
+    }
+}
