@@ -307,16 +307,20 @@ impl fmt::Display for ScenarioErrors {
 
 impl std::error::Error for ScenarioErrors {}
 
+impl ScenarioErrors {
+    fn one(file: &Path, position: Option<Position>, message: String) -> Self {
+        ScenarioErrors(vec![ScenarioError {
+            file: file.to_path_buf(),
+            position,
+            key: None,
+            message,
+        }])
+    }
+}
+
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioErrors> {
-        let one = |message: String| {
-            ScenarioErrors(vec![ScenarioError {
-                file: path.to_path_buf(),
-                position: None,
-                key: None,
-                message,
-            }])
-        };
+        let one = |message: String| ScenarioErrors::one(path, None, message);
         let size = std::fs::metadata(path)
             .map_err(|e| one(format!("cannot read: {e}")))?
             .len();
@@ -331,14 +335,8 @@ impl Scenario {
 
     /// Parses and validates scenario text; `file` is only for messages.
     pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioErrors> {
-        let index = KeyIndex::build(text).map_err(|(position, message)| {
-            ScenarioErrors(vec![ScenarioError {
-                file: file.to_path_buf(),
-                position,
-                key: None,
-                message,
-            }])
-        })?;
+        let index = KeyIndex::build(text)
+            .map_err(|(position, message)| ScenarioErrors::one(file, position, message))?;
         let raw: raw::RawScenario = serde_yaml_ng::from_str(text).map_err(|e| {
             let position = e.location().map(|l| Position {
                 line: l.line(),
@@ -350,12 +348,7 @@ impl Scenario {
                 Some(i) => message[..i].to_string(),
                 None => message,
             };
-            ScenarioErrors(vec![ScenarioError {
-                file: file.to_path_buf(),
-                position,
-                key: None,
-                message,
-            }])
+            ScenarioErrors::one(file, position, message)
         })?;
         raw::validate(raw).map_err(|problems| {
             ScenarioErrors(

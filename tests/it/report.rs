@@ -104,15 +104,7 @@ fn the_summary_is_computed_over_the_measured_window_and_matches_the_committed_sc
         "{recovery}"
     );
 
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/schemas/summary.schema.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    let validator = crate::support::summary_schema();
     let problems: Vec<String> = validator
         .iter_errors(&summary)
         .map(|e| format!("{} at {}", e, e.instance_path()))

@@ -97,15 +97,7 @@ fn a_short_run_passes_writes_every_report_and_report_reproduces_the_summary() {
     for step in ["home", "login", "add-to-cart", "checkout", "order-status"] {
         assert!(steps.contains(&step), "no {step} in {steps:?}");
     }
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/schemas/summary.schema.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    let validator = crate::support::summary_schema();
     assert!(
         validator.is_valid(&summary),
         "{:?}",

@@ -56,6 +56,27 @@ pub trait Server {
     }
 }
 
+/// Implements [`Server`] for a launcher with a `process` field and a
+/// `launch_process` method.
+macro_rules! server {
+    ($ty:ty, stop grace $secs:literal s) => {
+        impl Server for $ty {
+            async fn launch(&mut self) -> Result<()> {
+                self.launch_process().await
+            }
+            fn process(&mut self) -> &mut Option<Supervised> {
+                &mut self.process
+            }
+            fn running(&self) -> Option<&Supervised> {
+                self.process.as_ref()
+            }
+            fn stop_grace(&self) -> Duration {
+                Duration::from_secs($secs)
+            }
+        }
+    };
+}
+
 /// Waits until `check` passes; fails at once if the process exits first.
 async fn wait_ready<F, Fut>(process: &mut Supervised, timeout: Duration, mut check: F) -> Result<()>
 where
@@ -152,20 +173,7 @@ impl Redis {
     }
 }
 
-impl Server for Redis {
-    async fn launch(&mut self) -> Result<()> {
-        self.launch_process().await
-    }
-    fn process(&mut self) -> &mut Option<Supervised> {
-        &mut self.process
-    }
-    fn running(&self) -> Option<&Supervised> {
-        self.process.as_ref()
-    }
-    fn stop_grace(&self) -> Duration {
-        Duration::from_secs(10)
-    }
-}
+server!(Redis, stop grace 10 s);
 
 async fn redis_pong(addr: SocketAddr) -> bool {
     let attempt = async {
@@ -388,20 +396,7 @@ impl MariaDb {
     }
 }
 
-impl Server for MariaDb {
-    async fn launch(&mut self) -> Result<()> {
-        self.launch_process().await
-    }
-    fn process(&mut self) -> &mut Option<Supervised> {
-        &mut self.process
-    }
-    fn running(&self) -> Option<&Supervised> {
-        self.process.as_ref()
-    }
-    fn stop_grace(&self) -> Duration {
-        Duration::from_secs(20)
-    }
-}
+server!(MariaDb, stop grace 20 s);
 
 // ---------------------------------------------------------------- RabbitMQ
 
@@ -510,20 +505,7 @@ impl RabbitMq {
     }
 }
 
-impl Server for RabbitMq {
-    async fn launch(&mut self) -> Result<()> {
-        self.launch_process().await
-    }
-    fn process(&mut self) -> &mut Option<Supervised> {
-        &mut self.process
-    }
-    fn running(&self) -> Option<&Supervised> {
-        self.process.as_ref()
-    }
-    fn stop_grace(&self) -> Duration {
-        Duration::from_secs(30)
-    }
-}
+server!(RabbitMq, stop grace 30 s);
 
 impl Drop for RabbitMq {
     fn drop(&mut self) {

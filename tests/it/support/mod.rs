@@ -300,3 +300,11 @@ pub struct Shopper {
     pub email: String,
     pub password: String,
 }
+
+/// The committed summary.json schema, compiled.
+pub fn summary_schema() -> jsonschema::Validator {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/summary.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("schema file"))
+        .expect("schema is JSON");
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}
