@@ -42,6 +42,8 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
             .join(format!("{}-{stamp}", scenario.name))
     });
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    // Servers resolve relative paths against their own directories.
+    let run_dir = std::path::absolute(&run_dir)?;
     std::fs::copy(file, run_dir.join("scenario.yaml"))?;
     let plan_text = plan::render(&scenario);
     std::fs::write(run_dir.join("plan.txt"), &plan_text)?;
@@ -56,6 +58,11 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
         events.emit("faults.not_injected", json!({"faults": not_injected}));
     }
 
+    if !scenario.stop_when.is_empty() {
+        eprintln!(
+            "gameday: note: stop conditions are not enforced yet (they come with the chaos scheduler)"
+        );
+    }
     eprintln!("gameday: starting the shop; files in {}", run_dir.display());
     let stop = CancellationToken::new();
     let interrupted = watch_signals(stop.clone());

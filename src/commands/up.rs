@@ -57,6 +57,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         return Ok(code);
     }
     let run_dir = args.run_dir.clone().unwrap_or_else(stacks::new_run_dir);
+    // Servers resolve relative paths against their own directories.
+    let run_dir = std::path::absolute(&run_dir)?;
     if args.detach && !args.supervise {
         return detach(&args, &run_dir).await;
     }

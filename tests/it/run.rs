@@ -22,9 +22,8 @@ load:
 slo:
 {slo}
 report:
-  dir: {}
-",
-        dir.join("reports").display()
+  dir: reports
+"
     );
     std::fs::write(&path, text).unwrap();
     path
