@@ -30,8 +30,11 @@ report:
 }
 
 fn gameday(dir: &Path, args: &[&str]) -> std::process::Output {
+    // From `dir`, with the scenario's relative `report.dir`: servers must
+    // never see a relative path (mariadb resolves it against its basedir).
     Command::new(env!("CARGO_BIN_EXE_gameday"))
         .args(args)
+        .current_dir(dir)
         .env("GAMEDAY_STATE_DIR", dir.join("state"))
         .output()
         .expect("gameday runs")
@@ -39,7 +42,7 @@ fn gameday(dir: &Path, args: &[&str]) -> std::process::Output {
 
 fn run_dir(dir: &Path, name: &str) -> std::path::PathBuf {
     std::fs::read_dir(dir.join("reports"))
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{}/reports: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(name))
         .expect("a run directory")
