@@ -44,8 +44,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         return Ok(exit_codes::ERROR);
     }
     let topology = match &args.scenario {
-        Some(path) => match crate::scenario::Scenario::load(path) {
-            Ok(s) => s.target,
+        Some(path) => match Topology::from_scenario_file(path) {
+            Ok(t) => t,
             Err(e) => {
                 eprintln!("gameday: {e}");
                 return Ok(exit_codes::USAGE);

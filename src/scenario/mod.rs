@@ -366,6 +366,39 @@ impl Scenario {
     }
 }
 
+impl Topology {
+    /// Reads only the `target` section of a scenario file (what `gameday up`
+    /// needs); the rest of the file is not checked here.
+    pub fn from_scenario_file(path: &Path) -> Result<Topology, ScenarioErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioErrors::one(path, None, format!("cannot read: {e}")))?;
+        let index = KeyIndex::build(&text)
+            .map_err(|(position, message)| ScenarioErrors::one(path, position, message))?;
+        #[derive(serde::Deserialize)]
+        struct TargetOnly {
+            target: Option<target::RawTarget>,
+        }
+        let raw: TargetOnly = serde_yaml_ng::from_str(&text).map_err(|e| {
+            let position = e.location().map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            });
+            ScenarioErrors::one(path, position, e.to_string())
+        })?;
+        let Some(raw) = raw.target else {
+            return Ok(Topology::default());
+        };
+        Topology::validate(raw).map_err(|(key, message)| {
+            ScenarioErrors(vec![ScenarioError {
+                file: path.to_path_buf(),
+                position: index.find(&key),
+                key: Some(key),
+                message,
+            }])
+        })
+    }
+}
+
 /// `99.9%` -> 99.9 (percent, 0..=100).
 pub fn parse_percent(text: &str) -> Option<f64> {
     let v: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;

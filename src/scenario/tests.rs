@@ -222,3 +222,15 @@ fn a_yaml_bomb_is_refused_not_expanded() {
     let e = errors(&bomb);
     assert!(e[0].message.contains("expands to more than"), "{}", e[0]);
 }
+
+#[test]
+fn up_reads_a_target_only_file_and_locates_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.yaml");
+    std::fs::write(&path, "name: t\ntarget:\n  instances: 2\n").unwrap();
+    assert_eq!(Topology::from_scenario_file(&path).unwrap().instances, 2);
+    std::fs::write(&path, "target:\n  instances: 0\n").unwrap();
+    let e = Topology::from_scenario_file(&path).unwrap_err();
+    assert_eq!(e.0[0].key.as_deref(), Some("target.instances"));
+    assert_eq!(e.0[0].position.map(|p| p.line), Some(2));
+}
