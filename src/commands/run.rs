@@ -166,6 +166,7 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
         load_generator: LoadGenerator {
             cpu_percent_max: Some(health.cpu_percent_max),
             saturated: Some(health.saturated),
+            lag_ms_p99: Some(health.lag_ms_p99),
         },
         aborted_by: None,
         ..RunInfo::default()
@@ -261,6 +262,11 @@ async fn collect(
     done: CancellationToken,
 ) -> anyhow::Result<load::monitor::Health> {
     let mut monitor = Monitor::new();
+    // The generator's health is judged where the figures are: the measured
+    // window (launching thousands of shoppers in a ramp is expensive, and
+    // ramps are not measured).
+    let window = crate::report::summary::measured_window(&load.stages);
+    let window = window.start + load_started_s..window.end + load_started_s;
     let tty = std::io::stderr().is_terminal();
     let users = |t: u64| Some(users_at(&load, t as f64 - load_started_s as f64));
     let mut ticks = 0u32;
@@ -270,12 +276,13 @@ async fn collect(
             _ = done.cancelled() => break,
             _ = tokio::time::sleep_until(planned.into()) => {}
         }
-        monitor.record_lag(Instant::now().saturating_duration_since(planned));
+        let in_window = window.contains(&recorder.current_second());
+        monitor.record_lag(Instant::now().saturating_duration_since(planned), in_window);
         ticks += 1;
         if !ticks.is_multiple_of(10) {
             continue;
         }
-        monitor.sample_cpu();
+        monitor.sample_cpu(in_window);
         let finished = recorder.take_before(recorder.current_second());
         if let Some((t, steps)) = finished.iter().next_back()
             && tty

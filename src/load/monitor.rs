@@ -46,15 +46,16 @@ impl Monitor {
     }
 
     /// Samples this process's CPU; call about once a second. Returns the
-    /// CPU used since the last sample, in percent of one core.
-    pub fn sample_cpu(&mut self) -> Option<f64> {
+    /// CPU used since the last sample, in percent of one core. Only samples
+    /// that `count` (inside the measured window) judge saturation.
+    pub fn sample_cpu(&mut self, count: bool) -> Option<f64> {
         let now = Instant::now();
         let cpu = cpu_seconds(std::process::id())?;
         let percent = self.last.map(|(before, at)| {
             100.0 * (cpu - before) / now.duration_since(at).as_secs_f64().max(0.001)
         });
         self.last = Some((cpu, now));
-        if let Some(p) = percent {
+        if let Some(p) = percent.filter(|_| count) {
             let h = &mut self.health;
             h.cpu_percent_max = h.cpu_percent_max.max(p);
             if p > 100.0 * self.cores * SATURATED_CPU_SHARE {
@@ -69,8 +70,11 @@ impl Monitor {
         percent
     }
 
-    /// Records how late a timer fired.
-    pub fn record_lag(&mut self, lag: Duration) {
+    /// Records how late a timer fired (only lags that `count` are kept).
+    pub fn record_lag(&mut self, lag: Duration, count: bool) {
+        if !count {
+            return;
+        }
         let h = &mut self.health;
         h.lags.push(lag.as_secs_f64() * 1e3);
         let mut sorted = h.lags.clone();

@@ -133,10 +133,11 @@ pub fn render(s: &Summary, plan: &str) -> String {
     let lg = &s.load_generator;
     let _ = write!(
         h,
-        "<h2 id=\"load-generator\">Load generator</h2><p>peak CPU {}; {}</p><h2 id=\"plan\">Run plan</h2><pre>{}</pre></main></body></html>",
+        "<h2 id=\"load-generator\">Load generator (measured window)</h2><p>peak CPU {}; timer lag p99 {}; {}</p><h2 id=\"plan\">Run plan</h2><pre>{}</pre></main></body></html>",
         lg.cpu_percent_max
             .map(|c| format!("{c:.0}% of one core"))
             .unwrap_or_else(|| "not measured".into()),
+        ms(lg.lag_ms_p99),
         match lg.saturated {
             Some(true) => "SATURATED: its figures are not trustworthy",
             Some(false) => "not saturated",

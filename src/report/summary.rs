@@ -74,8 +74,12 @@ pub struct Orders {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LoadGenerator {
+    /// Within the measured window, in percent of one core.
     pub cpu_percent_max: Option<f64>,
     pub saturated: Option<bool>,
+    /// How late a 100 ms timer fired, 99th percentile, in the measured window.
+    #[serde(default)]
+    pub lag_ms_p99: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
