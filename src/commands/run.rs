@@ -313,7 +313,7 @@ async fn collect(
     if tty {
         eprintln!();
     }
-    Ok(monitor.health)
+    Ok(monitor.finish())
 }
 
 /// After the load: wait (bounded) for the outbox to drain and every

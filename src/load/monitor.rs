@@ -17,6 +17,7 @@ pub struct Health {
     pub cpu_percent_max: f64,
     pub lag_ms_p99: f64,
     pub saturated: bool,
+    cpu_saturated: bool,
     hot_seconds: u32,
     lags: Vec<f64>,
 }
@@ -64,7 +65,7 @@ impl Monitor {
                 h.hot_seconds = 0;
             }
             if h.hot_seconds >= SATURATED_SECONDS {
-                h.saturated = true;
+                h.cpu_saturated = true;
             }
         }
         percent
@@ -75,13 +76,43 @@ impl Monitor {
         if !count {
             return;
         }
+        self.health.lags.push(lag.as_secs_f64() * 1e3);
+    }
+
+    /// The verdict on the whole window: judged once, on the final figures
+    /// (an early spike among a few samples must not condemn a whole run).
+    pub fn finish(mut self) -> Health {
         let h = &mut self.health;
-        h.lags.push(lag.as_secs_f64() * 1e3);
-        let mut sorted = h.lags.clone();
+        let mut sorted = std::mem::take(&mut h.lags);
         sorted.sort_by(f64::total_cmp);
-        h.lag_ms_p99 = sorted[((sorted.len() as f64 * 0.99) as usize).min(sorted.len() - 1)];
-        if sorted.len() >= 20 && h.lag_ms_p99 > SATURATED_LAG.as_secs_f64() * 1e3 {
-            h.saturated = true;
+        if !sorted.is_empty() {
+            h.lag_ms_p99 = sorted[((sorted.len() as f64 * 0.99) as usize).min(sorted.len() - 1)];
         }
+        let lagging = sorted.len() >= 20 && h.lag_ms_p99 > SATURATED_LAG.as_secs_f64() * 1e3;
+        h.saturated = h.cpu_saturated || lagging;
+        self.health
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturation_is_judged_on_the_final_lag_not_an_early_spike() {
+        let mut m = Monitor::new();
+        m.record_lag(Duration::from_millis(400), true);
+        for _ in 0..299 {
+            m.record_lag(Duration::from_millis(2), true);
+        }
+        m.record_lag(Duration::from_secs(5), false); // outside the window
+        let h = m.finish();
+        assert!(!h.saturated, "{h:?}");
+        assert!(h.lag_ms_p99 < 50.0);
+        let mut m = Monitor::new();
+        for _ in 0..100 {
+            m.record_lag(Duration::from_millis(80), true);
+        }
+        assert!(m.finish().saturated);
     }
 }
