@@ -60,8 +60,8 @@ impl HaproxyConfig {
         let _ = writeln!(
             c,
             "global\n    stats socket {} mode 600 level admin\n    stats timeout 30s\n    maxconn {}\n\n\
-             defaults\n    mode http\n    timeout connect 1s\n    timeout client 75s\n    timeout server 30s\n    \
-             timeout http-request 10s\n    timeout http-keep-alive 75s\n    timeout queue 5s\n    timeout check 1s\n    \
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 60s\n    timeout server 30s\n    \
+             timeout http-request 10s\n    timeout http-keep-alive 10s\n    timeout queue 5s\n    timeout check 1s\n    \
              retries 3\n    option redispatch 1\n",
             self.socket().display(),
             max_connections()
