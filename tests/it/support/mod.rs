@@ -291,7 +291,16 @@ impl Stack {
             last = body;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("order {order_id} never reached {want}; last seen {last}");
+        let tail = |service: &str| {
+            let log = self.log(service);
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        };
+        panic!(
+            "order {order_id} never reached {want}; last seen {last}\n--- orders log ---\n{}\n--- shipping log ---\n{}",
+            tail("orders"),
+            tail("shipping")
+        );
     }
 }
 
