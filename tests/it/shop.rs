@@ -717,17 +717,7 @@ async fn sigterm_fails_readiness_finishes_in_flight_checkouts_and_exits_zero() {
     .await;
     let shopper = stack.shopper("gus").await;
     stack.add_to_cart(&shopper, "SKU-00040", 1).await;
-    let orders = format!("http://{}", stack.addrs["orders"]);
-    let http = stack.http.clone();
-    let token = shopper.token.clone();
-    let in_flight = tokio::spawn(async move {
-        http.post(format!("{orders}/api/orders"))
-            .bearer_auth(token)
-            .header("Idempotency-Key", "in-flight")
-            .send()
-            .await
-            .map(|r| r.status())
-    });
+    let in_flight = stack.checkout_in_background(&shopper, "in-flight");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut replica = stack.replicas.remove("orders").unwrap();
     let ready_url = format!("{}/health/ready", replica.url());
@@ -745,7 +735,7 @@ async fn sigterm_fails_readiness_finishes_in_flight_checkouts_and_exits_zero() {
         "readiness must fail while draining"
     );
     assert_eq!(
-        in_flight.await.unwrap().unwrap(),
+        in_flight.await.unwrap().unwrap().status(),
         StatusCode::CREATED,
         "the in-flight checkout finished"
     );
@@ -763,16 +753,7 @@ async fn a_checkout_cut_off_by_a_killed_orders_process_is_finished_by_the_shoppe
     .await;
     let shopper = stack.shopper("hal").await;
     stack.add_to_cart(&shopper, "SKU-00050", 2).await;
-    let orders = format!("http://{}", stack.addrs["orders"]);
-    let http = stack.http.clone();
-    let token = shopper.token.clone();
-    let cut_off = tokio::spawn(async move {
-        http.post(format!("{orders}/api/orders"))
-            .bearer_auth(token)
-            .header("Idempotency-Key", "cut-off")
-            .send()
-            .await
-    });
+    let cut_off = stack.checkout_in_background(&shopper, "cut-off");
     // The order is saved PENDING and the payment is under way: kill the process.
     tokio::time::sleep(Duration::from_millis(600)).await;
     stack.kill_service("orders");

@@ -471,25 +471,35 @@ impl LocalPlatform {
 
     /// Restarts Redis (graceful stop, start on the same address and data).
     pub async fn restart_cache(&self) -> Result<()> {
-        let mut st = self.shared.state.lock().await;
-        self.shared.events.emit("cache.stopping", json!({}));
-        st.infra.redis.restart().await?;
-        st.dirty = true;
-        self.shared
-            .events
-            .emit("cache.restarted", json!({"address": st.infra.redis.addr}));
-        Ok(())
+        self.restart_server("cache", |i| &mut i.redis, |r| r.addr)
+            .await
     }
 
     /// Restarts RabbitMQ (graceful stop, start with the same node and data).
     pub async fn restart_broker(&self) -> Result<()> {
+        self.restart_server("broker", |i| &mut i.rabbit, |r| r.addr)
+            .await
+    }
+
+    /// Restarts one infrastructure server, with `<what>.stopping` and
+    /// `<what>.restarted` events around it.
+    async fn restart_server<S: Server>(
+        &self,
+        what: &str,
+        pick: impl Fn(&mut Infra) -> &mut S,
+        addr: impl Fn(&S) -> SocketAddr,
+    ) -> Result<()> {
         let mut st = self.shared.state.lock().await;
-        self.shared.events.emit("broker.stopping", json!({}));
-        st.infra.rabbit.restart().await?;
+        self.shared
+            .events
+            .emit(&format!("{what}.stopping"), json!({}));
+        let server = pick(&mut st.infra);
+        server.restart().await?;
+        let address = addr(server);
         st.dirty = true;
         self.shared
             .events
-            .emit("broker.restarted", json!({"address": st.infra.rabbit.addr}));
+            .emit(&format!("{what}.restarted"), json!({"address": address}));
         Ok(())
     }
 

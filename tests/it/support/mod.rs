@@ -246,6 +246,23 @@ impl Stack {
         assert_eq!(status, StatusCode::OK, "add to cart: {body}");
     }
 
+    /// Starts a checkout straight at the orders replica, in the background.
+    pub fn checkout_in_background(
+        &self,
+        shopper: &Shopper,
+        key: &str,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let (http, token, key) = (self.http.clone(), shopper.token.clone(), key.to_string());
+        let url = format!("http://{}/api/orders", self.addrs["orders"]);
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .send()
+                .await
+        })
+    }
+
     pub async fn checkout(&self, shopper: &Shopper, key: &str) -> (StatusCode, Value, HeaderMap) {
         self.call(
             Method::POST,
