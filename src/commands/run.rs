@@ -3,7 +3,6 @@
 //! the reports, and exit with a code CI can act on.
 
 use std::{
-    io::IsTerminal,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, atomic::AtomicUsize},
     time::{Duration, Instant, SystemTime},
@@ -15,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     commands::{plan, preflight},
-    events::EventLog,
+    events::{EventLog, read_events},
     exit_codes,
     load::{self, LoadContext, Step, monitor::Monitor, users_at},
     platform::local::LocalPlatform,
@@ -267,8 +266,8 @@ async fn collect(
     // ramps are not measured).
     let window = crate::report::summary::measured_window(&load.stages);
     let window = window.start + load_started_s..window.end + load_started_s;
-    let tty = std::io::stderr().is_terminal();
     let users = |t: u64| Some(users_at(&load, t as f64 - load_started_s as f64));
+    let progress = Progress::new(&load);
     let mut ticks = 0u32;
     loop {
         let planned = Instant::now() + Duration::from_millis(100);
@@ -284,36 +283,76 @@ async fn collect(
         }
         monitor.sample_cpu(in_window);
         let finished = recorder.take_before(recorder.current_second());
-        if let Some((t, steps)) = finished.iter().next_back()
-            && tty
-        {
-            let requests: u64 = steps.values().map(|s| s.requests).sum();
-            let failed: u64 = steps.values().map(|s| s.failed).sum();
-            let mut all = crate::record::new_histogram();
-            for s in steps.values() {
-                let _ = all.add(&s.raw);
-            }
-            eprint!(
-                "\r[{:>4}s] {:>5} shoppers  {:>6} req/s  p95 {:>8}  errors {:>5.1}%  cpu {:>4.0}%   ",
+        if let Some((t, steps)) = finished.iter().next_back() {
+            progress.update(
                 t.saturating_sub(load_started_s),
                 users(*t).unwrap_or(0),
-                requests,
-                crate::slo::millis(all.value_at_quantile(0.95) as f64 / 1000.0),
-                if requests > 0 {
-                    100.0 * failed as f64 / requests as f64
-                } else {
-                    0.0
-                },
-                monitor.health.cpu_percent_max
+                steps,
+                monitor.health.cpu_percent_max,
             );
         }
         writer.append(&finished, users)?;
     }
     writer.append(&recorder.take_all(), users)?;
-    if tty {
-        eprintln!();
-    }
+    progress.bar.finish_and_clear();
     Ok(monitor.finish())
+}
+
+/// The live view on a terminal (hidden when stderr is not one): elapsed of
+/// planned seconds, stage, shoppers, requests per second, p95, errors and
+/// the load generator's CPU.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    /// Where each stage ends, in seconds since the load started.
+    stage_ends: Vec<f64>,
+}
+
+impl Progress {
+    fn new(load: &crate::scenario::Load) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(load.length().as_secs()),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{pos:>4}/{len}s [{bar:24}] {msg}")
+                .expect("the template is valid")
+                .progress_chars("=> "),
+        );
+        let stage_ends = load
+            .stages
+            .iter()
+            .scan(0.0, |end, s| {
+                *end += s.over.as_secs_f64();
+                Some(*end)
+            })
+            .collect();
+        Self { bar, stage_ends }
+    }
+
+    fn update(&self, t: u64, users: u32, steps: &crate::record::Second, cpu: f64) {
+        let stage = self
+            .stage_ends
+            .iter()
+            .position(|end| (t as f64) < *end)
+            .map_or(self.stage_ends.len(), |i| i + 1);
+        let requests: u64 = steps.values().map(|s| s.requests).sum();
+        let failed: u64 = steps.values().map(|s| s.failed).sum();
+        let mut all = crate::record::new_histogram();
+        for s in steps.values() {
+            let _ = all.add(&s.raw);
+        }
+        self.bar.set_position(t);
+        self.bar.set_message(format!(
+            "stage {stage}/{}  {users} shoppers  {requests} req/s  p95 {}  errors {:.1}%  cpu {cpu:.0}%",
+            self.stage_ends.len(),
+            crate::slo::millis(all.value_at_quantile(0.95) as f64 / 1000.0),
+            if requests > 0 {
+                100.0 * failed as f64 / requests as f64
+            } else {
+                0.0
+            },
+        ));
+    }
 }
 
 /// After the load: wait (bounded) for the outbox to drain and every
@@ -384,9 +423,17 @@ pub fn write_reports(
         serde_json::to_string_pretty(&summary)?,
     )?;
     std::fs::write(run_dir.join("junit.xml"), junit::render(&summary))?;
+    // A run that crashed early may have no events file: no marks then.
+    let events = read_events(&run_dir.join("events.jsonl")).unwrap_or_default();
     std::fs::write(
         run_dir.join("report.html"),
-        html::render(&summary, &plan::render(scenario)),
+        html::render(&html::Input {
+            summary: &summary,
+            scenario,
+            plan: &plan::render(scenario),
+            timeline: &timeline,
+            events: &events,
+        }),
     )?;
     Ok(summary)
 }

@@ -158,6 +158,24 @@ pub fn users_at(load: &Load, t: f64) -> u32 {
     0
 }
 
+/// Shoppers drop a keep-alive connection idle this long, before the load
+/// balancer (idle timeout `haproxy::KEEP_ALIVE`) would close it under them.
+pub const CLIENT_IDLE: Duration = Duration::from_secs(7);
+const _: () = assert!(
+    CLIENT_IDLE.as_millis() + 2000 <= crate::platform::local::haproxy::KEEP_ALIVE.as_millis()
+);
+
+/// Each shopper's HTTP client: goose's defaults (10 s timeout), plus an idle
+/// timeout shorter than the balancer's.
+async fn shopper_client(user: &mut GooseUser) -> TransactionResult {
+    let builder = reqwest_goose::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(CLIENT_IDLE)
+        .user_agent("gameday-shopper");
+    user.set_client_builder(builder).await?;
+    Ok(())
+}
+
 /// Builds the goose attack for `load` against `host`.
 pub fn attack(load: &Load, host: &str, ctx: &Arc<LoadContext>) -> Result<GooseAttack, GooseError> {
     let config = GooseConfiguration::default();
@@ -173,7 +191,14 @@ pub fn attack(load: &Load, host: &str, ctx: &Arc<LoadContext>) -> Result<GooseAt
         .set_default(GooseDefault::NoScenarioMetrics, true)?
         .set_default(GooseDefault::NoStatusCodes, true)?
         .set_default(GooseDefault::NoPercentilesOverTime, true)?
-        .set_default(GooseDefault::Timeout, "10")?;
+        .set_default(GooseDefault::Timeout, "10")?
+        // One shared client to start with (built once, not once per
+        // shopper); each shopper's first step gives it its own.
+        .set_client_builder_without_cookies(
+            goose::client::GooseClientBuilder::new()
+                .without_cookies()
+                .timeout(Duration::from_secs(10)),
+        )?;
     let (min, max) = load.think_time;
     for (journey, weight) in &load.journeys {
         if *weight == 0 {
@@ -181,7 +206,12 @@ pub fn attack(load: &Load, host: &str, ctx: &Arc<LoadContext>) -> Result<GooseAt
         }
         let mut scenario = Scenario::new(journey.name())
             .set_weight(*weight as usize)?
-            .set_wait_time(min, max)?;
+            .set_wait_time(min, max)?
+            .register_transaction(
+                transaction!(shopper_client)
+                    .set_name("client")
+                    .set_on_start(),
+            );
         for (name, f, on_start) in journey_steps(*journey) {
             let mut t = journeys::transaction(ctx, name, f);
             if on_start {
@@ -189,9 +219,9 @@ pub fn attack(load: &Load, host: &str, ctx: &Arc<LoadContext>) -> Result<GooseAt
             }
             scenario = scenario.register_transaction(t);
         }
-        *attack = attack.register_scenario(scenario);
+        attack = attack.register_scenario(scenario);
     }
-    Ok(*attack)
+    Ok(attack)
 }
 
 #[cfg(test)]

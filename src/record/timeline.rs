@@ -197,6 +197,11 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// Each second's raw histogram of a tag.
+    pub fn per_second(&self, tag: &str) -> Option<&BTreeMap<u64, Histogram<u64>>> {
+        self.histograms.get(&tag_name(tag))
+    }
+
     /// The raw (or corrected) histogram of a tag over the seconds in `range`.
     pub fn merged(
         &self,

@@ -143,3 +143,97 @@ fn an_impossible_slo_fails_the_run_with_exit_code_3_and_junit_shows_target_and_o
         "{xml}"
     );
 }
+
+/// The report's structure, without the bulk of its SVG: headings, tables and
+/// their header rows, each figure's id and caption, and the words drawn in
+/// each chart (titles, axis names, legends, fault and scale-out labels; tick
+/// numbers left out).
+fn outline(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i..];
+        let end = rest.find('>').map_or(rest.len(), |e| e + 1);
+        let tag = &rest[..end];
+        let text_after = || {
+            let after = &rest[end..];
+            after[..after.find('<').unwrap_or(after.len())].trim().to_string()
+        };
+        if tag.starts_with("<h2") || tag.starts_with("<div class=\"verdict") {
+            out.push_str(&format!("{tag} {}\n", text_after()));
+        } else if tag.starts_with("<th>") {
+            out.push_str(&format!("  th {}\n", text_after()));
+        } else if tag.starts_with("<figure") {
+            let close = rest.find("</figure>").unwrap();
+            let svg = &rest[..close];
+            let words: Vec<String> = svg
+                .split("<text")
+                .skip(1)
+                .filter_map(|t| {
+                    let t = &t[t.find('>')? + 1..t.find("</text>")?];
+                    let t = t.trim();
+                    (!t.is_empty() && t.parse::<f64>().is_err()).then(|| t.to_string())
+                })
+                .collect();
+            out.push_str(&format!(
+                "{tag}\n  lines {} | words {}\n",
+                svg.matches("<polyline").count(),
+                words.join(" | ")
+            ));
+            rest = &rest[close..];
+            continue;
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+#[test]
+fn the_html_report_has_the_verdict_first_then_charts_on_one_time_axis_with_faults_marked() {
+    use gameday::{events::Event, report::html};
+    let dir = tempfile::tempdir().unwrap();
+    recorded_run(dir.path());
+    let scenario = Scenario::parse(Path::new("synthetic.yaml"), SCENARIO).unwrap();
+    let timeline = read_timeline(dir.path()).unwrap();
+    let summary = summarize(
+        &scenario,
+        &timeline,
+        RunInfo {
+            started_at: "2026-11-22T10:00:00Z".into(),
+            duration_s: 10.0,
+            ..RunInfo::default()
+        },
+    );
+    let event = |t_ms: u64, kind: &str, fields: Value| Event {
+        t_ms,
+        kind: kind.into(),
+        fields,
+    };
+    let events = vec![
+        event(
+            3_000,
+            "fault.injected",
+            serde_json::json!({"id": "f1", "name": "kill-pod cart"}),
+        ),
+        event(
+            5_500,
+            "autoscale.decision",
+            serde_json::json!({"service": "catalogue", "from": 2, "to": 3}),
+        ),
+        event(6_000, "fault.ended", serde_json::json!({"id": "f1"})),
+    ];
+    let input = html::Input {
+        summary: &summary,
+        scenario: &scenario,
+        plan: "plan text",
+        timeline: &timeline,
+        events: &events,
+    };
+    let page = html::render(&input);
+    crate::support::assert_self_contained(&page);
+    assert_eq!(page, html::render(&input), "rendering is deterministic");
+    let outline = outline(&page);
+    // Every time chart carries the fault band and the scale-out marker.
+    assert_eq!(outline.matches("kill-pod cart").count(), 6, "{outline}");
+    insta::assert_snapshot!(outline);
+}

@@ -37,6 +37,12 @@ pub const WRITER_BACKEND: &str = "mysql_writer";
 pub const WRITER_SERVER: &str = "primary";
 const CHECK: &str = "check inter 500ms fastinter 250ms downinter 500ms fall 2 rise 1";
 
+/// How long HAProxy keeps an idle client connection open. Clients must drop
+/// idle connections sooner (see `load::CLIENT_IDLE`): a request sent on a
+/// connection the server is closing at that moment fails, and with think
+/// times around this value that race cost run 2 of black-friday 33 requests.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
 pub fn backend(service: &str) -> String {
     format!("be_{service}")
 }
@@ -61,10 +67,11 @@ impl HaproxyConfig {
             c,
             "global\n    stats socket {} mode 600 level admin\n    stats timeout 30s\n    maxconn {}\n\n\
              defaults\n    mode http\n    timeout connect 1s\n    timeout client 60s\n    timeout server 30s\n    \
-             timeout http-request 10s\n    timeout http-keep-alive 10s\n    timeout queue 5s\n    timeout check 1s\n    \
+             timeout http-request 10s\n    timeout http-keep-alive {}s\n    timeout queue 5s\n    timeout check 1s\n    \
              retries 3\n    option redispatch 1\n",
             self.socket().display(),
-            max_connections()
+            max_connections(),
+            KEEP_ALIVE.as_secs()
         );
         let _ = writeln!(c, "frontend public\n    bind {}", self.public);
         for (i, (prefix, service)) in ROUTES.iter().enumerate() {

@@ -334,3 +334,11 @@ pub fn summary_schema() -> jsonschema::Validator {
         .expect("schema is JSON");
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
+
+/// A report opens offline: no script, and nothing loaded from anywhere
+/// (SVG's xmlns names a namespace; it loads nothing).
+pub fn assert_self_contained(html: &str) {
+    for outside in ["<script", "src=", "<link", "@import", "url(", "<iframe"] {
+        assert!(!html.contains(outside), "the report must open offline: {outside}");
+    }
+}
