@@ -253,7 +253,7 @@ async fn prepare_accounts(
 
 /// Once a second: move finished seconds to disk, watch the load
 /// generator, show progress on a terminal.
-async fn collect(
+pub async fn collect(
     recorder: Arc<Recorder>,
     mut writer: TimelineWriter,
     load: crate::scenario::Load,

@@ -100,10 +100,22 @@ fn draw_time_chart(
         .x_label_area_size(34)
         .y_label_area_size(64)
         .build_cartesian_2d(spec.x.clone(), spec.y.clone())?;
+    let y_span = y1 - y0;
+    let y_fmt = move |v: &f64| {
+        if y_span >= 20.0 {
+            format!("{v:.0}")
+        } else if y_span >= 2.0 {
+            format!("{v:.1}")
+        } else {
+            format!("{v:.2}")
+        }
+    };
     chart
         .configure_mesh()
         .x_desc("seconds since the run started")
         .y_desc(spec.y_desc)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&y_fmt)
         .light_line_style(RGBColor(238, 240, 245))
         .bold_line_style(RGBColor(222, 226, 234))
         .x_labels(12)
@@ -196,6 +208,7 @@ fn draw_bar_chart(
         .disable_x_mesh()
         .light_line_style(RGBColor(238, 240, 245))
         .y_desc(y_desc)
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .x_labels(bars.len())
         .x_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {

@@ -119,6 +119,9 @@ fn target_line(name: &str, value: f64, x: &std::ops::Range<f64>) -> Series {
     }
 }
 
+/// A latency chart; the scenario's targets are dashed lines when they fall
+/// near the data, and named in the caption when far above it (a line at
+/// 1 s would flatten a chart of 10 ms requests).
 fn latency_chart(
     title: &str,
     series: Vec<Series>,
@@ -128,17 +131,26 @@ fn latency_chart(
     size: (u32, u32),
 ) -> String {
     let mut series = series;
+    let data_top = series.iter().map(|s| top(&s.points, 1.0)).fold(1.0, f64::max);
+    let mut y_top = data_top;
+    let mut above = Vec::new();
     for (p, d) in targets.into_iter().flatten() {
-        series.push(target_line(
-            &format!("{} target", p.key()),
-            d.as_secs_f64() * 1000.0,
-            x,
-        ));
+        let ms = d.as_secs_f64() * 1000.0;
+        if ms <= data_top * 3.0 {
+            series.push(target_line(&format!("{} target", p.key()), ms, x));
+            y_top = y_top.max(ms * 1.1);
+        } else {
+            above.push(format!("{} target {} is above", p.key(), millis(ms)));
+        }
     }
-    let y_top = series.iter().map(|s| top(&s.points, 1.0)).fold(1.0, f64::max);
+    let title = if above.is_empty() {
+        title.to_string()
+    } else {
+        format!("{title}; {}", above.join(", "))
+    };
     charts::time_chart(
         &TimeChart {
-            title,
+            title: &title,
             y_desc: "milliseconds",
             x: x.clone(),
             y: 0.0..y_top,
@@ -278,6 +290,9 @@ pub fn render(input: &Input<'_>) -> String {
         h,
         "<h2 id=\"errors\">Errors by kind and step</h2><table><tr><th>Step</th><th>Kind</th><th>Count</th></tr>"
     );
+    if s.steps.iter().all(|st| st.errors.is_empty()) {
+        let _ = write!(h, "<tr><td colspan=\"3\">No request failed.</td></tr>");
+    }
     for st in &s.steps {
         for (kind, n) in &st.errors {
             let _ = write!(
