@@ -55,7 +55,7 @@ fn usage() -> (f64, u64) {
 fn static_target(dir: &std::path::Path, port: u16) -> String {
     format!(
         r#"global
-    maxconn 15000
+    maxconn 9000
 defaults
     mode http
     timeout connect 1s
@@ -167,7 +167,13 @@ async fn child(mode: &str, host: &str, users: u32, seconds: u64, think: Duration
                 TimelineWriter::create(dir.path(), recorder.steps(), std::time::SystemTime::now())
                     .unwrap();
             let done = CancellationToken::new();
-            let collector = tokio::spawn(collect(recorder.clone(), writer, load.clone(), 0, done.clone()));
+            let collector = tokio::spawn(collect(
+                recorder.clone(),
+                writer,
+                load.clone(),
+                0,
+                done.clone(),
+            ));
             gameday::load::attack(&load, host, &ctx)
                 .unwrap()
                 .execute()
@@ -237,11 +243,16 @@ fn main() {
     std::fs::write(&cfg, static_target(dir.path(), port)).unwrap();
     let mut command = Command::new(find_program("haproxy", "haproxy").unwrap());
     command.arg("-db").arg("-f").arg(&cfg);
-    let mut haproxy = Supervised::spawn("haproxy", command, &dir.path().join("haproxy.log")).unwrap();
+    let mut haproxy =
+        Supervised::spawn("haproxy", command, &dir.path().join("haproxy.log")).unwrap();
     let host = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "haproxy did not start: {}", haproxy.log_tail(20));
+        assert!(
+            Instant::now() < deadline,
+            "haproxy did not start: {}",
+            haproxy.log_tail(20)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -252,7 +263,7 @@ fn main() {
         "harness cost against a static HAProxy target ({host}); {seconds} s hold after a 3 s ramp\n"
     );
     println!(
-        "{:<34} {:>10} {:>10} {:>12} {:>12} {:>14}",
+        "{:<40} {:>10} {:>10} {:>12} {:>12} {:>14}",
         "run", "requests", "req/s", "CPU µs/req", "peak RSS MiB", "KiB per user"
     );
     let mut rows = Vec::new();
@@ -269,7 +280,7 @@ fn main() {
             let before = f["rss_before_kib"].as_f64().unwrap();
             let per_user = (peak - before) / users as f64;
             println!(
-                "{:<34} {:>10} {:>10.0} {:>12.1} {:>12.1} {:>14.1}",
+                "{:<40} {:>10} {:>10.0} {:>12.1} {:>12.1} {:>14.1}",
                 format!("{mode}, {what}, {users} users"),
                 f["requests"],
                 requests / f["wall_s"].as_f64().unwrap(),

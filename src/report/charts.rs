@@ -77,7 +77,10 @@ pub fn time_chart(spec: &TimeChart<'_>, series: &[Series], marks: &Marks) -> Str
     let drawn = draw_time_chart(&mut svg, spec, series, marks);
     match drawn {
         Ok(()) => svg,
-        Err(e) => format!("<p class=\"na\">chart \"{}\" could not be drawn: {e}</p>", spec.title),
+        Err(e) => format!(
+            "<p class=\"na\">chart \"{}\" could not be drawn: {e}</p>",
+            spec.title
+        ),
     }
 }
 
@@ -211,16 +214,20 @@ fn draw_bar_chart(
         .y_label_formatter(&|v| format!("{v:.0}"))
         .x_labels(bars.len())
         .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                bars.get(*i as usize).map(|b| b.0.clone()).unwrap_or_default()
-            }
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars
+                .get(*i as usize)
+                .map(|b| b.0.clone())
+                .unwrap_or_default(),
             SegmentValue::Last => String::new(),
         })
         .draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
         let i = i as u32;
         let mut bar = Rectangle::new(
-            [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *v)],
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), *v),
+            ],
             BLUE_.filled(),
         );
         bar.set_margin(0, 0, 6, 6);

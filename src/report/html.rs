@@ -8,8 +8,7 @@ use std::fmt::Write as _;
 use super::{
     Summary,
     charts::{
-        self, BLUE_, Band, GREEN_, GREY_, Marker, Marks, ORANGE_, PURPLE_, RED_, Series,
-        TimeChart,
+        self, BLUE_, Band, GREEN_, GREY_, Marker, Marks, ORANGE_, PURPLE_, RED_, Series, TimeChart,
     },
 };
 use crate::{
@@ -97,17 +96,21 @@ fn percentiles_over_time(timeline: &Timeline, tag: &str) -> Vec<Series> {
     let Some(per_second) = timeline.per_second(tag) else {
         return Vec::new();
     };
-    [(0.50, "p50", GREEN_), (0.95, "p95", ORANGE_), (0.99, "p99", RED_)]
-        .into_iter()
-        .map(|(q, name, color)| {
-            let points = per_second
-                .iter()
-                .filter(|(_, h)| !h.is_empty())
-                .map(|(t, h)| (*t as f64 + 0.5, h.value_at_quantile(q) as f64 / 1000.0))
-                .collect();
-            Series::new(name, color, points)
-        })
-        .collect()
+    [
+        (0.50, "p50", GREEN_),
+        (0.95, "p95", ORANGE_),
+        (0.99, "p99", RED_),
+    ]
+    .into_iter()
+    .map(|(q, name, color)| {
+        let points = per_second
+            .iter()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(t, h)| (*t as f64 + 0.5, h.value_at_quantile(q) as f64 / 1000.0))
+            .collect();
+        Series::new(name, color, points)
+    })
+    .collect()
 }
 
 fn target_line(name: &str, value: f64, x: &std::ops::Range<f64>) -> Series {
@@ -131,7 +134,10 @@ fn latency_chart(
     size: (u32, u32),
 ) -> String {
     let mut series = series;
-    let data_top = series.iter().map(|s| top(&s.points, 1.0)).fold(1.0, f64::max);
+    let data_top = series
+        .iter()
+        .map(|s| top(&s.points, 1.0))
+        .fold(1.0, f64::max);
     let mut y_top = data_top;
     let mut above = Vec::new();
     for (p, d) in targets.into_iter().flatten() {
@@ -166,7 +172,10 @@ fn distribution(timeline: &Timeline, window: std::ops::Range<u64>) -> String {
     const EDGES_MS: [f64; 12] = [
         1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
     ];
-    let Some(h) = timeline.merged(OVERALL, false, window).filter(|h| !h.is_empty()) else {
+    let Some(h) = timeline
+        .merged(OVERALL, false, window)
+        .filter(|h| !h.is_empty())
+    else {
         return "<p class=\"na\">No requests in the measured window.</p>".into();
     };
     let label = |ms: f64| {

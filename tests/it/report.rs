@@ -157,7 +157,9 @@ fn outline(html: &str) -> String {
         let tag = &rest[..end];
         let text_after = || {
             let after = &rest[end..];
-            after[..after.find('<').unwrap_or(after.len())].trim().to_string()
+            after[..after.find('<').unwrap_or(after.len())]
+                .trim()
+                .to_string()
         };
         if tag.starts_with("<h2") || tag.starts_with("<div class=\"verdict") {
             out.push_str(&format!("{tag} {}\n", text_after()));

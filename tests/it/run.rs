@@ -111,7 +111,12 @@ fn a_short_run_passes_writes_every_report_and_report_reproduces_the_summary() {
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("id=\"verdict\"") && html.contains("PASSED"));
     crate::support::assert_self_contained(&html);
-    for chart in ["chart-users", "chart-rps", "chart-latency", "chart-availability"] {
+    for chart in [
+        "chart-users",
+        "chart-rps",
+        "chart-latency",
+        "chart-availability",
+    ] {
         assert!(html.contains(&format!("id=\"{chart}\"")), "no {chart}");
     }
     assert!(html.matches("<svg").count() >= 6, "charts are inline SVG");

@@ -339,6 +339,9 @@ pub fn summary_schema() -> jsonschema::Validator {
 /// (SVG's xmlns names a namespace; it loads nothing).
 pub fn assert_self_contained(html: &str) {
     for outside in ["<script", "src=", "<link", "@import", "url(", "<iframe"] {
-        assert!(!html.contains(outside), "the report must open offline: {outside}");
+        assert!(
+            !html.contains(outside),
+            "the report must open offline: {outside}"
+        );
     }
 }
