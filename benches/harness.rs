@@ -24,7 +24,7 @@ use std::{
 };
 
 use gameday::{
-    commands::run::collect,
+    commands::run::Collector,
     load::{LoadContext, Step},
     platform::local::process::{Supervised, find_program, free_port},
     record::{Recorder, TimelineWriter},
@@ -167,13 +167,19 @@ async fn child(mode: &str, host: &str, users: u32, seconds: u64, think: Duration
                 TimelineWriter::create(dir.path(), recorder.steps(), std::time::SystemTime::now())
                     .unwrap();
             let done = CancellationToken::new();
-            let collector = tokio::spawn(collect(
-                recorder.clone(),
-                writer,
-                load.clone(),
-                0,
-                done.clone(),
-            ));
+            let collector = tokio::spawn(
+                Collector {
+                    recorder: recorder.clone(),
+                    writer,
+                    load: load.clone(),
+                    load_started_s: 0,
+                    done: done.clone(),
+                    stop_rules: Vec::new(),
+                    abort: CancellationToken::new(),
+                    events: None,
+                }
+                .run(),
+            );
             gameday::load::attack(&load, host, &ctx)
                 .unwrap()
                 .execute()

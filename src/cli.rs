@@ -55,6 +55,34 @@ pub enum Command {
         /// The scenario file.
         file: PathBuf,
     },
+    /// Apply one fault now to the stack `gameday up` started, and print what
+    /// it hit. A fault with --duration is undone after it (or at once on
+    /// Ctrl-C, and by `gameday down`).
+    Inject(InjectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InjectArgs {
+    /// kill-pod, terminate-instance, db-failover, restart-cache or restart-broker.
+    pub kind: String,
+    /// kill-pod: the service whose replicas to kill.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// How many targets (kill-pod, terminate-instance).
+    #[arg(long)]
+    pub count: Option<u32>,
+    /// A share of the candidates instead of a count, such as 50%.
+    #[arg(long)]
+    pub percent: Option<String>,
+    /// The most targets a percent may hit.
+    #[arg(long)]
+    pub max: Option<u32>,
+    /// restart-cache, restart-broker: keep the server down this long (such as 10s).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// db-failover: do not build a new standby afterwards.
+    #[arg(long)]
+    pub no_rebuild: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +111,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Report { run_dir } => commands::run::report(&run_dir),
         Command::Validate { file } => commands::validate::run(&file),
         Command::Plan { file } => commands::plan::run(&file),
+        Command::Inject(args) => commands::inject::run(args).await,
     };
     match outcome {
         Ok(code) => code,

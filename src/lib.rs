@@ -1,10 +1,12 @@
 //! gameday: a chaos-and-load harness for e-commerce systems.
+pub mod chaos;
 pub mod cli;
 pub mod commands;
 pub mod errors;
 pub mod events;
 pub mod exit_codes;
 pub mod load;
+pub mod observe;
 pub mod platform;
 pub mod record;
 pub mod report;

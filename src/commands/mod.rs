@@ -1,5 +1,6 @@
 //! One module per command.
 pub mod down;
+pub mod inject;
 pub mod plan;
 pub mod run;
 pub mod status;

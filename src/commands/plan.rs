@@ -172,12 +172,6 @@ pub fn render(s: &Scenario) -> String {
             f.name
         );
     }
-    if !s.faults.is_empty() {
-        let _ = writeln!(
-            o,
-            "  (fault injection arrives with the chaos scheduler; until then a run does not inject these)"
-        );
-    }
 
     let _ = writeln!(o, "\nStop when:");
     if s.stop_when.is_empty() {

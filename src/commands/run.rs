@@ -13,14 +13,16 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    chaos::{self, stop::StopWatch},
     commands::{plan, preflight},
-    events::{EventLog, read_events},
+    events::EventLog,
     exit_codes,
     load::{self, LoadContext, Step, monitor::Monitor, users_at},
+    observe::prober::Prober,
     platform::local::LocalPlatform,
     record::{Recorder, TimelineWriter, read_timeline},
     report::{LoadGenerator, Orders, RunInfo, Summary, html, junit, summarize},
-    scenario::{Journey, Scenario},
+    scenario::{Journey, Scenario, StopRule},
 };
 
 pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
@@ -48,20 +50,7 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
     std::fs::write(run_dir.join("plan.txt"), &plan_text)?;
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let events = Arc::new(EventLog::new(Some(&run_dir.join("events.jsonl")))?);
-    let not_injected: Vec<String> = scenario.faults.iter().map(|f| f.name.clone()).collect();
-    if !not_injected.is_empty() {
-        eprintln!(
-            "gameday: note: fault injection is not built yet; these faults will NOT be injected: {}",
-            not_injected.join(", ")
-        );
-        events.emit("faults.not_injected", json!({"faults": not_injected}));
-    }
-
-    if !scenario.stop_when.is_empty() {
-        eprintln!(
-            "gameday: note: stop conditions are not enforced yet (they come with the chaos scheduler)"
-        );
-    }
+    let chaos_plan = chaos::schedule(&scenario.faults, scenario.load.length());
     eprintln!("gameday: starting the shop; files in {}", run_dir.display());
     let stop = CancellationToken::new();
     let interrupted = watch_signals(stop.clone());
@@ -119,24 +108,80 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
     let attack =
         load::attack(&scenario.load, &entry, &ctx).map_err(|e| anyhow::anyhow!("goose: {e}"))?;
     let load_started_s = events.origin().elapsed().as_secs_f64().ceil() as u64;
+    // The load starts on a whole second of the run's clock, so the
+    // scenario's times (stages, faults, the measured window) line up with
+    // the timeline's seconds.
+    let load_start = events.origin() + Duration::from_secs(load_started_s);
+    tokio::time::sleep_until(load_start.into()).await;
     events.emit(
         "load.started",
         json!({"peak_users": scenario.load.peak_users(), "plan": load::test_plan(&scenario.load)}),
     );
-    let collecting = CancellationToken::new();
-    let collector = tokio::spawn(collect(
-        recorder.clone(),
-        writer,
-        scenario.load.clone(),
-        load_started_s,
-        collecting.clone(),
-    ));
-    let outcome = tokio::select! {
-        r = attack.execute() => r.map(|_| ()).map_err(|e| anyhow::anyhow!("goose: {e}")),
-        _ = stop.cancelled() => Ok(()),
+    let load_done = CancellationToken::new();
+    let prober = Prober {
+        entry: entry.clone(),
+        interval: Duration::from_millis(100),
+        run_id: ctx.run_id.clone(),
+    }
+    .spawn(&run_dir, events.clone(), load_done.clone())?;
+    let abort = CancellationToken::new();
+    let collector = tokio::spawn(
+        Collector {
+            recorder: recorder.clone(),
+            writer,
+            load: scenario.load.clone(),
+            load_started_s,
+            done: load_done.clone(),
+            stop_rules: scenario.stop_when.clone(),
+            abort: abort.clone(),
+            events: Some(events.clone()),
+        }
+        .run(),
+    );
+    let rollback = chaos::Rollback::default();
+    let execute = attack.execute();
+    tokio::pin!(execute);
+    let load_and_chaos = async {
+        let outcome = tokio::select! {
+            r = &mut execute => r.map(|_| ()).map_err(|e| anyhow::anyhow!("goose: {e}")),
+            _ = stop.cancelled() => Ok(()),
+            _ = abort.cancelled() => Ok(()),
+        };
+        if stop.is_cancelled() || abort.is_cancelled() {
+            // goose's own graceful stop: every shopper finishes its step.
+            goose::trigger_killswitch("gameday: the run was stopped");
+            let _ = tokio::time::timeout(Duration::from_secs(15), &mut execute).await;
+        }
+        load_done.cancel();
+        outcome
     };
-    collecting.cancel();
-    let health = collector.await.context("collector")??;
+    let chaos_stop = CancellationToken::new();
+    // The schedule stops with the load, a stop condition or Ctrl-C.
+    let chaos_task = async {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = abort.cancelled() => {}
+            _ = load_done.cancelled() => {}
+        }
+        chaos_stop.cancel();
+    };
+    let (outcome, (), ()) = tokio::join!(
+        load_and_chaos,
+        chaos::run_schedule(
+            &platform,
+            &events,
+            &rollback,
+            chaos_plan,
+            load_start,
+            chaos_stop.clone(),
+        ),
+        chaos_task,
+    );
+    // Every fault still active is undone, whatever ended the run.
+    rollback.run_all(&platform, &events).await;
+    load_done.cancel();
+    let (health, fired) = collector.await.context("collector")??;
+    let _ = prober.await;
     events.emit("load.stopped", json!({}));
     if let Err(e) = outcome {
         platform.shutdown().await;
@@ -148,7 +193,7 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
         .lock()
         .map(|v| v.clone())
         .unwrap_or_default();
-    let orders = if stop.is_cancelled() {
+    let orders = if interrupted.is_cancelled() {
         None
     } else {
         Some(audit_orders(&http, &entry, platform.admin_token(), &acknowledged).await)
@@ -158,7 +203,6 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
 
     let info = RunInfo {
         load_started_s,
-        faults_not_injected: not_injected,
         started_at,
         duration_s: events.origin().elapsed().as_secs_f64(),
         orders,
@@ -167,7 +211,13 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
             saturated: Some(health.saturated),
             lag_ms_p99: Some(health.lag_ms_p99),
         },
-        aborted_by: None,
+        aborted_by: fired.map(|(t, rule)| {
+            format!(
+                "{} (fired {} s after the load started)",
+                rule.text,
+                t.saturating_sub(load_started_s)
+            )
+        }),
         ..RunInfo::default()
     };
     std::fs::write(
@@ -182,22 +232,37 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
     Ok(summary.exit_code)
 }
 
-/// Cancels `stop` on Ctrl-C or SIGTERM; the returned token says which.
+/// Cancels `stop` on Ctrl-C or SIGTERM; the returned token says it happened.
+///
+/// Ctrl-C is taken with the `ctrlc` crate, not tokio: goose installs a
+/// `ctrlc` handler when an attack starts, which would replace tokio's (and
+/// exit the process, skipping every undo, on a second Ctrl-C). The crate
+/// allows one handler per process, so installing gameday's first leaves
+/// goose without one (goose then carries on, as it does in tests), and the
+/// run stops goose itself with its killswitch.
 fn watch_signals(stop: CancellationToken) -> CancellationToken {
     let interrupted = CancellationToken::new();
-    let flag = interrupted.clone();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => flag.cancel(),
-            _ = term.recv() => flag.cancel(),
+    let on_signal = {
+        let (flag, stop) = (interrupted.clone(), stop.clone());
+        move || {
+            if !flag.is_cancelled() {
+                eprintln!("\ngameday: stopping the run, then cleaning up");
+            }
+            flag.cancel();
+            stop.cancel();
         }
-        eprintln!("\ngameday: stopping the run, then cleaning up");
-        stop.cancel();
+    };
+    let on_int = on_signal.clone();
+    if let Err(e) = ctrlc::set_handler(on_int) {
+        tracing::warn!("cannot take Ctrl-C: {e}");
+    }
+    tokio::spawn(async move {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+            on_signal();
+        }
     });
     interrupted
 }
@@ -251,51 +316,83 @@ async fn prepare_accounts(
     Ok(accounts)
 }
 
-/// Once a second: move finished seconds to disk, watch the load
-/// generator, show progress on a terminal.
-pub async fn collect(
-    recorder: Arc<Recorder>,
-    mut writer: TimelineWriter,
-    load: crate::scenario::Load,
-    load_started_s: u64,
-    done: CancellationToken,
-) -> anyhow::Result<load::monitor::Health> {
-    let mut monitor = Monitor::new();
-    // The generator's health is judged where the figures are: the measured
-    // window (launching thousands of shoppers in a ramp is expensive, and
-    // ramps are not measured).
-    let window = crate::report::summary::measured_window(&load.stages);
-    let window = window.start + load_started_s..window.end + load_started_s;
-    let users = |t: u64| Some(users_at(&load, t as f64 - load_started_s as f64));
-    let progress = Progress::new(&load);
-    let mut ticks = 0u32;
-    loop {
-        let planned = Instant::now() + Duration::from_millis(100);
-        tokio::select! {
-            _ = done.cancelled() => break,
-            _ = tokio::time::sleep_until(planned.into()) => {}
+/// Once a second: move finished seconds to disk, judge the stop
+/// conditions, watch the load generator, show progress on a terminal.
+pub struct Collector {
+    pub recorder: Arc<Recorder>,
+    pub writer: TimelineWriter,
+    pub load: crate::scenario::Load,
+    pub load_started_s: u64,
+    /// Cancelled when the load is over.
+    pub done: CancellationToken,
+    pub stop_rules: Vec<StopRule>,
+    /// Cancelled here when a stop rule fires.
+    pub abort: CancellationToken,
+    pub events: Option<Arc<EventLog>>,
+}
+
+impl Collector {
+    /// The load generator's health and the stop rule that fired (with the
+    /// second it fired in), if one did.
+    pub async fn run(mut self) -> anyhow::Result<(load::monitor::Health, Option<(u64, StopRule)>)> {
+        let mut monitor = Monitor::new();
+        // The generator's health is judged where the figures are: the
+        // measured window (launching thousands of shoppers in a ramp is
+        // expensive, and ramps are not measured).
+        let load_started_s = self.load_started_s;
+        let window = crate::report::summary::measured_window(&self.load.stages);
+        let window = window.start + load_started_s..window.end + load_started_s;
+        let load = self.load.clone();
+        let users = |t: u64| Some(users_at(&load, t as f64 - load_started_s as f64));
+        let progress = Progress::new(&self.load);
+        let mut stop_watch = StopWatch::new(&self.stop_rules);
+        let mut fired: Option<(u64, StopRule)> = None;
+        let mut ticks = 0u32;
+        loop {
+            let planned = Instant::now() + Duration::from_millis(100);
+            tokio::select! {
+                _ = self.done.cancelled() => break,
+                _ = tokio::time::sleep_until(planned.into()) => {}
+            }
+            let in_window = window.contains(&self.recorder.current_second());
+            monitor.record_lag(Instant::now().saturating_duration_since(planned), in_window);
+            ticks += 1;
+            if !ticks.is_multiple_of(10) {
+                continue;
+            }
+            monitor.sample_cpu(in_window);
+            let finished = self.recorder.take_before(self.recorder.current_second());
+            for (t, second) in &finished {
+                if fired.is_none()
+                    && let Some(rule) = stop_watch.observe(second)
+                {
+                    if let Some(events) = &self.events {
+                        events.emit("stop.fired", json!({"rule": rule.text, "second": t}));
+                    }
+                    progress.bar.suspend(|| {
+                        eprintln!(
+                            "gameday: stop condition held: {}; stopping the run",
+                            rule.text
+                        )
+                    });
+                    fired = Some((*t, rule));
+                    self.abort.cancel();
+                }
+            }
+            if let Some((t, steps)) = finished.iter().next_back() {
+                progress.update(
+                    t.saturating_sub(load_started_s),
+                    users(*t).unwrap_or(0),
+                    steps,
+                    monitor.health.cpu_percent_max,
+                );
+            }
+            self.writer.append(&finished, users)?;
         }
-        let in_window = window.contains(&recorder.current_second());
-        monitor.record_lag(Instant::now().saturating_duration_since(planned), in_window);
-        ticks += 1;
-        if !ticks.is_multiple_of(10) {
-            continue;
-        }
-        monitor.sample_cpu(in_window);
-        let finished = recorder.take_before(recorder.current_second());
-        if let Some((t, steps)) = finished.iter().next_back() {
-            progress.update(
-                t.saturating_sub(load_started_s),
-                users(*t).unwrap_or(0),
-                steps,
-                monitor.health.cpu_percent_max,
-            );
-        }
-        writer.append(&finished, users)?;
+        self.writer.append(&self.recorder.take_all(), users)?;
+        progress.bar.finish_and_clear();
+        Ok((monitor.finish(), fired))
     }
-    writer.append(&recorder.take_all(), users)?;
-    progress.bar.finish_and_clear();
-    Ok(monitor.finish())
 }
 
 /// The live view on a terminal (hidden when stderr is not one): elapsed of
@@ -423,8 +520,6 @@ pub fn write_reports(
         serde_json::to_string_pretty(&summary)?,
     )?;
     std::fs::write(run_dir.join("junit.xml"), junit::render(&summary))?;
-    // A run that crashed early may have no events file: no marks then.
-    let events = read_events(&run_dir.join("events.jsonl")).unwrap_or_default();
     std::fs::write(
         run_dir.join("report.html"),
         html::render(&html::Input {
@@ -432,7 +527,6 @@ pub fn write_reports(
             scenario,
             plan: &plan::render(scenario),
             timeline: &timeline,
-            events: &events,
         }),
     )?;
     Ok(summary)

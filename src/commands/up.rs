@@ -104,9 +104,30 @@ async fn supervise(
         print_ready(&ready);
         println!("Press Ctrl-C (or run `gameday down`) to stop everything.");
     }
-    let code = tokio::select! {
-        _ = tokio::signal::ctrl_c() => exit_codes::INTERRUPTED,
-        _ = term.recv() => exit_codes::OK,
+    // `gameday inject` talks to this process; what it left active is
+    // undone before the stack stops.
+    let code = {
+        let control_stop = tokio_util::sync::CancellationToken::new();
+        let control =
+            super::inject::serve(&platform, platform.events(), &run_dir, control_stop.clone());
+        tokio::pin!(control);
+        let mut control_ended = false;
+        let code = tokio::select! {
+            _ = tokio::signal::ctrl_c() => exit_codes::INTERRUPTED,
+            _ = term.recv() => exit_codes::OK,
+            served = &mut control => {
+                control_ended = true;
+                if let Err(e) = served {
+                    eprintln!("gameday: the control socket failed: {e:#}");
+                }
+                exit_codes::ERROR
+            }
+        };
+        control_stop.cancel();
+        if !control_ended {
+            let _ = control.await;
+        }
+        code
     };
     eprintln!("gameday: stopping the shop");
     platform.shutdown().await;

@@ -194,6 +194,10 @@ pub struct Timeline {
     pub seconds: Vec<SecondRow>,
     /// tag -> second -> histogram (tags: `overall`, `overall~co`, `<step>`, `<step>~co`).
     pub histograms: BTreeMap<String, BTreeMap<u64, Histogram<u64>>>,
+    /// `events.jsonl` (faults, replicas, scaling, stop conditions).
+    pub events: Vec<crate::events::Event>,
+    /// `probe.jsonl`: the prober's checks.
+    pub probes: Vec<crate::observe::prober::Probe>,
 }
 
 impl Timeline {
@@ -256,6 +260,9 @@ pub fn read_timeline(dir: &Path) -> Result<Timeline> {
     Ok(Timeline {
         seconds,
         histograms,
+        // A run that crashed early may have neither file.
+        events: crate::events::read_events(&dir.join("events.jsonl")).unwrap_or_default(),
+        probes: crate::observe::prober::read_probes(dir),
     })
 }
 

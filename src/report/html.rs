@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::{
-    Summary,
+    FaultSummary, Summary,
     charts::{
         self, BLUE_, Band, GREEN_, GREY_, Marker, Marks, ORANGE_, PURPLE_, RED_, Series, TimeChart,
     },
@@ -23,8 +23,8 @@ pub struct Input<'a> {
     pub summary: &'a Summary,
     pub scenario: &'a Scenario,
     pub plan: &'a str,
+    /// The timeline, with the run's events and probes.
     pub timeline: &'a Timeline,
-    pub events: &'a [Event],
 }
 
 fn esc(s: &str) -> String {
@@ -41,45 +41,64 @@ fn ms(v: Option<f64>) -> String {
 const WIDE: (u32, u32) = (1040, 280);
 const SMALL: (u32, u32) = (515, 220);
 
-/// Fault windows and markers from the run's events: `fault.injected` opens a
-/// band (closed by `fault.ended` with the same id, or the end of the run),
-/// `autoscale.decision` upwards and `stop.fired` are markers.
-pub fn marks(events: &[Event], end_s: f64) -> Marks {
+/// Fault windows and markers: each fault is shaded from its injection to
+/// its recovery (or the end of its action, or of the run, whichever is
+/// known); upward `autoscale.decision` events and `stop.fired` are markers.
+pub fn marks(faults: &[FaultSummary], events: &[Event], end_s: f64) -> Marks {
     let mut marks = Marks::default();
-    let mut open: Vec<(String, usize)> = Vec::new();
-    let secs = |e: &Event| e.t_ms as f64 / 1000.0;
-    let text = |e: &Event, k: &str| e.fields[k].as_str().unwrap_or_default().to_string();
+    let ended: std::collections::BTreeMap<&str, f64> = events
+        .iter()
+        .filter(|e| e.kind == "fault.ended")
+        .filter_map(|e| Some((e.fields["id"].as_str()?, e.t_ms as f64 / 1000.0)))
+        .collect();
+    let injected_ids: Vec<(f64, &str)> = events
+        .iter()
+        .filter(|e| e.kind == "fault.injected")
+        .filter_map(|e| Some((e.t_ms as f64 / 1000.0, e.fields["id"].as_str()?)))
+        .collect();
+    for f in faults {
+        let Some(from) = f.injected_at_s else {
+            continue;
+        };
+        let action_end = injected_ids
+            .iter()
+            .find(|(t, _)| (*t - from).abs() < 1e-9)
+            .and_then(|(_, id)| ended.get(id).copied());
+        let to = match (f.recovered_at_s, action_end) {
+            (Some(r), Some(a)) => r.max(a),
+            (Some(r), None) => r,
+            (None, _) => end_s,
+        };
+        marks.bands.push(Band {
+            from_s: from,
+            to_s: to.max(from + 0.5),
+            label: if f.name.is_empty() {
+                f.kind.clone()
+            } else {
+                f.name.clone()
+            },
+        });
+    }
     for e in events {
+        let at_s = e.t_ms as f64 / 1000.0;
         match e.kind.as_str() {
-            "fault.injected" => {
-                open.push((text(e, "id"), marks.bands.len()));
-                marks.bands.push(Band {
-                    from_s: secs(e),
-                    to_s: end_s,
-                    label: text(e, "name"),
-                });
-            }
-            "fault.ended" => {
-                let id = text(e, "id");
-                if let Some(i) = open.iter().position(|(o, _)| *o == id) {
-                    let (_, band) = open.remove(i);
-                    marks.bands[band].to_s = secs(e).max(marks.bands[band].from_s);
-                }
-            }
             "autoscale.decision" => {
                 let (from, to) = (e.fields["from"].as_u64(), e.fields["to"].as_u64());
                 if let (Some(from), Some(to)) = (from, to)
                     && to > from
                 {
                     marks.markers.push(Marker {
-                        at_s: secs(e),
-                        label: format!("{} {from}→{to}", text(e, "service")),
+                        at_s,
+                        label: format!(
+                            "{} {from}→{to}",
+                            e.fields["service"].as_str().unwrap_or_default()
+                        ),
                     });
                 }
             }
             "stop.fired" => marks.markers.push(Marker {
-                at_s: secs(e),
-                label: format!("stopped: {}", text(e, "rule")),
+                at_s,
+                label: format!("stopped: {}", e.fields["rule"].as_str().unwrap_or_default()),
             }),
             _ => {}
         }
@@ -288,6 +307,14 @@ pub fn render(input: &Input<'_>) -> String {
         s.measured_window_s[0],
         s.measured_window_s[1]
     );
+    if let Some(u) = s.uptime {
+        let _ = write!(
+            h,
+            "<p>Uptime seen by the prober (a synthetic shopper reading a product and registering, 10 checks a second): {}.</p>",
+            percent(u)
+        );
+    }
+    faults_section(&mut h, input);
     let _ = write!(
         h,
         "<h2 id=\"plan\">Run plan</h2><pre>{}</pre>",
@@ -354,7 +381,7 @@ fn time_axis(timeline: &Timeline) -> std::ops::Range<f64> {
 fn charts_section(h: &mut String, input: &Input<'_>) {
     let tl = input.timeline;
     let x = time_axis(tl);
-    let marks = marks(input.events, x.end);
+    let marks = marks(&input.summary.faults, &input.timeline.events, x.end);
     let at = |t: u64| t as f64 + 0.5;
 
     let users: Vec<(f64, f64)> = tl
@@ -379,6 +406,48 @@ fn charts_section(h: &mut String, input: &Input<'_>) {
             &marks,
         ),
     );
+    let replicas = crate::observe::replicas_over_time(&tl.events);
+    if !replicas.is_empty() {
+        let palette = [BLUE_, GREEN_, ORANGE_, PURPLE_, RED_, GREY_];
+        let series: Vec<Series> = replicas
+            .into_iter()
+            .enumerate()
+            .map(|(i, (service, mut points))| {
+                // Steps: hold each count until the next change, to the end.
+                let mut stepped = Vec::new();
+                for (j, p) in points.iter().enumerate() {
+                    if j > 0 {
+                        stepped.push((p.0, points[j - 1].1));
+                    }
+                    stepped.push(*p);
+                }
+                if let Some(last) = points.pop() {
+                    stepped.push((x.end, last.1));
+                }
+                Series::new(service, palette[i % palette.len()], stepped)
+            })
+            .collect();
+        let y_top = series
+            .iter()
+            .map(|s| top(&s.points, 1.0))
+            .fold(1.0, f64::max);
+        figure(
+            h,
+            "chart-replicas",
+            "Replicas serving per service over time",
+            &charts::time_chart(
+                &TimeChart {
+                    title: "Replicas serving",
+                    y_desc: "replicas",
+                    x: x.clone(),
+                    y: 0.0..y_top.ceil(),
+                    size: WIDE,
+                },
+                &series,
+                &marks,
+            ),
+        );
+    }
     let ok: Vec<(f64, f64)> = tl
         .seconds
         .iter()
@@ -454,6 +523,64 @@ fn charts_section(h: &mut String, input: &Input<'_>) {
     );
 }
 
+fn seconds(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1} s"))
+        .unwrap_or_else(|| "not measured".into())
+}
+
+/// The fault table, scale-outs, and replicas over time.
+fn faults_section(h: &mut String, input: &Input<'_>) {
+    let s = input.summary;
+    let _ = write!(
+        h,
+        "<h2 id=\"faults\">Faults</h2><table><tr><th>Fault</th><th>Kind</th><th>Targets</th><th>Injected at</th>\
+         <th>First error at</th><th>Failed requests</th><th>Recovered at</th><th>Recovery</th></tr>"
+    );
+    if s.faults.is_empty() {
+        let _ = write!(h, "<tr><td colspan=\"8\">No fault was injected.</td></tr>");
+    }
+    for f in &s.faults {
+        let recovered = match (f.recovered_at_s, f.injected_at_s) {
+            (Some(r), _) => format!("{r:.1} s"),
+            (None, Some(_)) => "<span class=\"bad\">not recovered</span>".into(),
+            (None, None) => "not measured".into(),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{recovered}</td><td>{}</td></tr>",
+            esc(&f.name),
+            esc(&f.kind),
+            esc(&f.targets.join(", ")),
+            seconds(f.injected_at_s),
+            f.first_error_at_s
+                .map(|t| format!("{t:.1} s"))
+                .unwrap_or_else(|| "none".into()),
+            f.errors.map(|e| e.to_string()).unwrap_or_default(),
+            seconds(f.recovery_s),
+        );
+    }
+    let _ = write!(h, "</table>");
+    if !s.scale_outs.is_empty() {
+        let _ = write!(
+            h,
+            "<h3 id=\"scale-outs\">Scale-outs</h3><table><tr><th>Service</th><th>Replicas</th><th>Signal at</th><th>Serving at</th><th>Took</th></tr>"
+        );
+        for so in &s.scale_outs {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{} → {}</td><td>{:.1} s</td><td>{}</td><td>{}</td></tr>",
+                esc(&so.service),
+                so.from,
+                so.to,
+                so.signal_at_s,
+                seconds(so.ready_at_s),
+                seconds(so.duration_s)
+            );
+        }
+        let _ = write!(h, "</table>");
+    }
+}
+
 fn steps_table(h: &mut String, s: &Summary) {
     let _ = write!(
         h,
@@ -484,7 +611,7 @@ fn steps_table(h: &mut String, s: &Summary) {
 fn availability_section(h: &mut String, input: &Input<'_>) {
     let tl = input.timeline;
     let x = time_axis(tl);
-    let marks = marks(input.events, x.end);
+    let marks = marks(&input.summary.faults, &input.timeline.events, x.end);
     let points: Vec<(f64, f64)> = tl
         .seconds
         .iter()

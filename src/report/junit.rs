@@ -5,6 +5,10 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::Summary;
 
+fn secs(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1} s"))
+}
+
 pub fn render(summary: &Summary) -> String {
     let mut report = Report::new(format!("gameday {}", summary.scenario));
     let mut slos = TestSuite::new("slo");
@@ -42,6 +46,14 @@ pub fn render(summary: &Summary) -> String {
         };
         let mut case = TestCase::new(format!("{} ({})", f.name, f.kind), status);
         case.set_classname(format!("{}.faults", summary.scenario));
+        case.set_system_out(format!(
+            "targets: {}; injected at {}; first error at {}; failed requests {}; recovery {}",
+            f.targets.join(", "),
+            secs(f.injected_at_s),
+            secs(f.first_error_at_s),
+            f.errors.map_or("not measured".into(), |e| e.to_string()),
+            secs(f.recovery_s)
+        ));
         faults.add_test_case(case);
     }
     report.add_test_suite(faults);

@@ -118,14 +118,10 @@ pub struct RunInfo {
     pub faults_not_injected: Vec<String>,
     pub started_at: String,
     pub duration_s: f64,
-    pub uptime: Option<f64>,
-    pub faults: Vec<FaultSummary>,
-    pub scale_outs: Vec<ScaleOut>,
     pub orders: Option<Orders>,
     pub load_generator: LoadGenerator,
     /// The stop rule that fired, if one did.
     pub aborted_by: Option<String>,
-    pub failover_downtime_s: Option<f64>,
 }
 
 /// The measured window: a first stage that ramps up from zero and a last
@@ -229,24 +225,38 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
         lost: None,
         duplicated: None,
     });
+    let rule = crate::observe::RecoveryRule {
+        threshold: scenario.slo.availability.map_or(0.99, |a| a.min(0.99)),
+        ..Default::default()
+    };
+    let faults = crate::observe::faults(&timeline.events, &timeline.seconds, rule);
+    let scale_outs = crate::observe::scale_outs(&timeline.events);
+    let uptime = crate::observe::prober::uptime(&timeline.probes);
+    let failover_downtime_s = failover_downtime(&timeline.events, &timeline.probes);
+    let run_end_s = timeline.seconds.last().map_or(0.0, |r| (r.t + 1) as f64);
     let figures = Figures {
         availability,
-        uptime: info.uptime,
+        uptime,
         error_rate: availability.map(|a| 1.0 - a),
         latency_ms: by_percentile(&overall),
         step_latency_ms: steps
             .iter()
             .map(|s| (s.step.clone(), by_percentile(&s.latency_ms)))
             .collect(),
+        // A fault never recovered from counts with the time it lasted
+        // until the run ended: at least that long.
         worst_recovery_s: worst(
-            info.faults.iter().map(|f| f.recovery_s),
-            !info.faults.is_empty(),
+            faults.iter().map(|f| {
+                f.recovery_s
+                    .or_else(|| f.injected_at_s.map(|i| run_end_s - i))
+            }),
+            !faults.is_empty(),
         ),
         worst_scale_out_s: worst(
-            info.scale_outs.iter().map(|s| s.duration_s),
-            !info.scale_outs.is_empty(),
+            scale_outs.iter().map(|s| s.duration_s),
+            !scale_outs.is_empty(),
         ),
-        failover_downtime_s: info.failover_downtime_s,
+        failover_downtime_s,
         lost_orders: orders.lost,
     };
     let slos = slo::evaluate(&scenario.slo, &figures);
@@ -264,18 +274,56 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
             rps_mean: (total > 0).then(|| total as f64 / span),
         },
         availability,
-        uptime: info.uptime,
+        uptime,
         latency_ms: overall,
         latency_corrected_ms: overall_co,
         slos,
-        faults: info.faults,
-        scale_outs: info.scale_outs,
+        faults,
+        scale_outs,
         orders,
         load_generator: info.load_generator,
         steps,
         aborted_by: info.aborted_by,
-        faults_not_injected: info.faults_not_injected,
+        // Faults the scheduler tried and could not apply (and, from runs
+        // before the scheduler existed, those it listed).
+        faults_not_injected: timeline
+            .events
+            .iter()
+            .filter(|e| e.kind == "fault.failed")
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.fields["name"].as_str().unwrap_or_default(),
+                    e.fields["error"].as_str().unwrap_or_default()
+                )
+            })
+            .chain(info.faults_not_injected)
+            .collect(),
     }
+}
+
+/// The longest write outage the prober saw after any database failover
+/// (None without a failover, or without probes).
+fn failover_downtime(
+    events: &[crate::events::Event],
+    probes: &[crate::observe::prober::Probe],
+) -> Option<f64> {
+    let failovers: Vec<u64> = events
+        .iter()
+        .filter(|e| e.kind == "fault.injected" && e.fields["kind"] == "db-failover")
+        .map(|e| e.t_ms)
+        .collect();
+    if failovers.is_empty() || probes.is_empty() {
+        return None;
+    }
+    failovers
+        .iter()
+        .enumerate()
+        .map(|(i, from)| {
+            let until = failovers.get(i + 1).copied().unwrap_or(u64::MAX);
+            crate::observe::prober::write_downtime(probes, *from, until)
+        })
+        .try_fold(0.0f64, |m, d| d.map(|d| m.max(d)))
 }
 
 /// The largest figure, or None when any is unmeasured (or there are none).

@@ -76,11 +76,17 @@ struct RawRadius {
     max: Option<u32>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawDbFailover {
-    #[serde(default)]
+    /// A new standby is built after the failover unless this is false, so
+    /// the stack ends as its topology says (and a second failover works).
+    #[serde(default = "yes")]
     rebuild_standby: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -2,6 +2,7 @@
 //! start real redis-server, mariadbd and rabbitmq-server processes on free
 //! loopback ports with their data in a temporary directory (see support/).
 
+mod chaos;
 mod cli;
 mod manifests;
 mod platform;

@@ -196,16 +196,7 @@ fn the_html_report_has_the_verdict_first_then_charts_on_one_time_axis_with_fault
     let dir = tempfile::tempdir().unwrap();
     recorded_run(dir.path());
     let scenario = Scenario::parse(Path::new("synthetic.yaml"), SCENARIO).unwrap();
-    let timeline = read_timeline(dir.path()).unwrap();
-    let summary = summarize(
-        &scenario,
-        &timeline,
-        RunInfo {
-            started_at: "2026-11-22T10:00:00Z".into(),
-            duration_s: 10.0,
-            ..RunInfo::default()
-        },
-    );
+    let mut timeline = read_timeline(dir.path()).unwrap();
     let event = |t_ms: u64, kind: &str, fields: Value| Event {
         t_ms,
         kind: kind.into(),
@@ -215,7 +206,7 @@ fn the_html_report_has_the_verdict_first_then_charts_on_one_time_axis_with_fault
         event(
             3_000,
             "fault.injected",
-            serde_json::json!({"id": "f1", "name": "kill-pod cart"}),
+            serde_json::json!({"id": "f1", "name": "kill-pod cart", "kind": "kill-pod", "targets": ["cart-1"]}),
         ),
         event(
             5_500,
@@ -224,12 +215,21 @@ fn the_html_report_has_the_verdict_first_then_charts_on_one_time_axis_with_fault
         ),
         event(6_000, "fault.ended", serde_json::json!({"id": "f1"})),
     ];
+    timeline.events = events;
+    let summary = summarize(
+        &scenario,
+        &timeline,
+        RunInfo {
+            started_at: "2026-11-22T10:00:00Z".into(),
+            duration_s: 10.0,
+            ..RunInfo::default()
+        },
+    );
     let input = html::Input {
         summary: &summary,
         scenario: &scenario,
         plan: "plan text",
         timeline: &timeline,
-        events: &events,
     };
     let page = html::render(&input);
     crate::support::assert_self_contained(&page);

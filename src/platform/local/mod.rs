@@ -9,4 +9,4 @@ pub mod process;
 pub mod shop;
 pub mod stacks;
 
-pub use platform::{LocalPlatform, Status};
+pub use platform::{InfraServer, LocalPlatform, Status};

@@ -117,6 +117,30 @@ struct Infra {
     haproxy: Haproxy,
 }
 
+impl Infra {
+    fn cache(&mut self) -> (&'static str, &mut Redis, SocketAddr) {
+        let addr = self.redis.addr;
+        ("cache", &mut self.redis, addr)
+    }
+    fn broker(&mut self) -> (&'static str, &mut RabbitMq, SocketAddr) {
+        let addr = self.rabbit.addr;
+        ("broker", &mut self.rabbit, addr)
+    }
+}
+
+/// The infrastructure servers a fault can take down for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfraServer {
+    Cache,
+    Broker,
+}
+
+enum ServerAction {
+    Restart,
+    Stop,
+    Start,
+}
+
 struct State {
     instances: Vec<Instance>,
     replicas: Vec<ReplicaEntry>,
@@ -471,35 +495,59 @@ impl LocalPlatform {
 
     /// Restarts Redis (graceful stop, start on the same address and data).
     pub async fn restart_cache(&self) -> Result<()> {
-        self.restart_server("cache", |i| &mut i.redis, |r| r.addr)
+        self.server_action(Infra::cache, ServerAction::Restart)
             .await
     }
 
     /// Restarts RabbitMQ (graceful stop, start with the same node and data).
     pub async fn restart_broker(&self) -> Result<()> {
-        self.restart_server("broker", |i| &mut i.rabbit, |r| r.addr)
+        self.server_action(Infra::broker, ServerAction::Restart)
             .await
     }
 
-    /// Restarts one infrastructure server, with `<what>.stopping` and
-    /// `<what>.restarted` events around it.
-    async fn restart_server<S: Server>(
+    /// Stops or starts the cache (Redis) or broker (RabbitMQ): a lasting
+    /// outage and its undo. Starting a running server does nothing.
+    pub async fn set_server_running(&self, what: InfraServer, running: bool) -> Result<()> {
+        let action = if running {
+            ServerAction::Start
+        } else {
+            ServerAction::Stop
+        };
+        match what {
+            InfraServer::Cache => self.server_action(Infra::cache, action).await,
+            InfraServer::Broker => self.server_action(Infra::broker, action).await,
+        }
+    }
+
+    /// Acts on one infrastructure server, with `<what>.stopping`,
+    /// `<what>.stopped`, `<what>.restarted` or `<what>.started` events.
+    async fn server_action<S: Server>(
         &self,
-        what: &str,
-        pick: impl Fn(&mut Infra) -> &mut S,
-        addr: impl Fn(&S) -> SocketAddr,
+        pick: impl Fn(&mut Infra) -> (&'static str, &mut S, SocketAddr),
+        action: ServerAction,
     ) -> Result<()> {
         let mut st = self.shared.state.lock().await;
-        self.shared
-            .events
-            .emit(&format!("{what}.stopping"), json!({}));
-        let server = pick(&mut st.infra);
-        server.restart().await?;
-        let address = addr(server);
+        let (what, server, address) = pick(&mut st.infra);
+        let events = &self.shared.events;
+        match action {
+            ServerAction::Restart => {
+                events.emit(&format!("{what}.stopping"), json!({}));
+                server.restart().await?;
+                events.emit(&format!("{what}.restarted"), json!({"address": address}));
+            }
+            ServerAction::Stop => {
+                events.emit(&format!("{what}.stopping"), json!({}));
+                server.stop();
+                events.emit(&format!("{what}.stopped"), json!({"address": address}));
+            }
+            ServerAction::Start => {
+                if server.running().is_none() {
+                    server.launch().await?;
+                    events.emit(&format!("{what}.started"), json!({"address": address}));
+                }
+            }
+        }
         st.dirty = true;
-        self.shared
-            .events
-            .emit(&format!("{what}.restarted"), json!({"address": address}));
         Ok(())
     }
 

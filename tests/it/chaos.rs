@@ -1,0 +1,376 @@
+//! Faults under load, end to end on the local platform (real servers, real
+//! HAProxy, the shop's replicas, goose shoppers): every fault kind is
+//! injected and measured, a stop condition aborts a run with everything
+//! undone, Ctrl-C in the middle of an active fault cleans up, and `inject`
+//! hits a stack started by `up`.
+
+use std::{
+    path::Path,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+fn gameday(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gameday"))
+        .args(args)
+        .current_dir(dir)
+        .env("GAMEDAY_STATE_DIR", dir.join("state"))
+        .output()
+        .expect("gameday runs")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn summary(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn events(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn kinds(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Processes whose command line or environment mention `dir` (every server
+/// and replica of a run is started with its files there).
+fn processes_of(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().to_string_lossy().into_owned();
+            pid.parse::<u32>().ok()?;
+            if pid == me {
+                return None;
+            }
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&[cmd, env].concat()).into_owned();
+            text.contains(&needle).then(|| {
+                format!(
+                    "{pid}: {}",
+                    text.replace('\0', " ")
+                        .chars()
+                        .take(120)
+                        .collect::<String>()
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn every_fault_kind_under_light_load_has_a_measured_recovery_and_loses_no_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "faults",
+        "name: faults
+target:
+  instances: 3
+  boot-delay: 3s
+  replicas: { web: 2, user: 2, catalogue: 2, cart: 2, orders: 2, shipping: 2 }
+load:
+  stages:
+    - { users: 20, over: 3s }
+    - { users: 20, over: 67s }
+    - { users: 0, over: 2s }
+  think-time: 200ms..500ms
+  journeys: { browse: 40, buy: 50, abandon: 10 }
+faults:
+  - name: kill a cart pod
+    at: 6s
+    kill-pod: { service: cart, count: 1 }
+  - name: terminate an instance
+    at: 18s
+    terminate-instance: { count: 1 }
+  - name: fail over
+    at: 32s
+    db-failover: {}
+  - name: cache outage
+    at: 44s
+    duration: 3s
+    restart-cache: {}
+  - name: broker outage
+    at: 54s
+    duration: 4s
+    restart-broker: {}
+slo:
+  recovery: 60s
+  failover-downtime: 2m
+  lost-orders: 0
+report:
+  dir: reports
+",
+    );
+    let run = dir.path().join("run");
+    let out = gameday(
+        dir.path(),
+        &["run", &file, "--output", run.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let s = summary(&run);
+    let faults = s["faults"].as_array().unwrap();
+    let got: Vec<&str> = faults.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        got,
+        [
+            "kill-pod",
+            "terminate-instance",
+            "db-failover",
+            "restart-cache",
+            "restart-broker"
+        ],
+        "{stderr}"
+    );
+    for f in faults {
+        assert!(f["recovery_s"].is_f64(), "recovery measured: {f}");
+        assert!(!f["targets"].as_array().unwrap().is_empty(), "{f}");
+    }
+    assert_eq!(s["orders"]["lost"], 0, "{}", s["orders"]);
+    assert_eq!(s["orders"]["duplicated"], 0);
+    assert!(s["orders"]["accepted"].as_u64().unwrap() > 0);
+    assert!(s["uptime"].is_f64(), "the prober measured uptime");
+    let downtime = s["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "failover-downtime")
+        .unwrap();
+    assert!(downtime["observed"].is_string(), "{downtime}");
+    // The cache and the broker were started again (their undo ran).
+    let k = kinds(&events(&run));
+    for kind in [
+        "cache.stopped",
+        "cache.started",
+        "broker.stopped",
+        "broker.started",
+    ] {
+        assert!(k.iter().any(|x| x == kind), "no {kind} event");
+    }
+    let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("testcase name=\"fail over (db-failover)\""),
+        "{junit}"
+    );
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("id=\"faults\"") && html.contains("cache outage"));
+    assert!(
+        processes_of(dir.path()).is_empty(),
+        "{:?}",
+        processes_of(dir.path())
+    );
+    assert!(matches!(out.status.code(), Some(0) | Some(3)), "{stderr}");
+}
+
+#[test]
+fn a_stop_condition_aborts_the_run_with_exit_4_and_undoes_the_active_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "abort",
+        "name: abort
+target:
+  instances: 2
+  replicas: { web: 1, user: 1, catalogue: 1, cart: 1, orders: 1, shipping: 1 }
+load:
+  stages:
+    - { users: 20, over: 2s }
+    - { users: 20, over: 60s }
+  think-time: 100ms..300ms
+  journeys: { buy: 80, abandon: 20 }
+faults:
+  - name: cache outage
+    at: 5s
+    duration: 50s
+    restart-cache: {}
+stop-when:
+  - error-rate > 5% for 3s
+slo:
+  availability: 99%
+report:
+  dir: reports
+",
+    );
+    let run = dir.path().join("run");
+    let started = Instant::now();
+    let out = gameday(
+        dir.path(),
+        &["run", &file, "--output", run.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let s = summary(&run);
+    assert_eq!(s["verdict"], "aborted");
+    assert!(
+        s["aborted_by"]
+            .as_str()
+            .unwrap()
+            .contains("error-rate > 5% for 3s"),
+        "{}",
+        s["aborted_by"]
+    );
+    let k = kinds(&events(&run));
+    let fired = k
+        .iter()
+        .position(|x| x == "stop.fired")
+        .expect("stop.fired");
+    let restarted = k
+        .iter()
+        .position(|x| x == "cache.started")
+        .expect("the cache came back");
+    assert!(
+        restarted > fired,
+        "undone after the stop, not after its 50 s"
+    );
+    // Stopped early: the outage would have lasted until 55 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(75),
+        "{:?}",
+        started.elapsed()
+    );
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("id=\"aborted\""));
+    assert!(processes_of(dir.path()).is_empty());
+}
+
+#[test]
+fn ctrl_c_during_an_active_fault_exits_130_and_leaves_nothing_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "interrupt",
+        "name: interrupt
+target:
+  instances: 2
+  replicas: { web: 1, user: 1, catalogue: 1, cart: 1, orders: 1, shipping: 1 }
+load:
+  stages:
+    - { users: 10, over: 60s }
+  think-time: 200ms..500ms
+  journeys: { browse: 100 }
+faults:
+  - name: broker outage
+    at: 2s
+    duration: 40s
+    restart-broker: {}
+report:
+  dir: reports
+",
+    );
+    let run = dir.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gameday"))
+        .args(["run", &file, "--output", run.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("GAMEDAY_STATE_DIR", dir.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !kinds(&events(&run)).iter().any(|k| k == "broker.stopped") {
+        assert!(Instant::now() < deadline, "the fault was never injected");
+        assert!(child.try_wait().unwrap().is_none(), "gameday ended early");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let k = kinds(&events(&run));
+    let stopped = k.iter().position(|x| x == "broker.stopped").unwrap();
+    assert!(
+        k[stopped..].iter().any(|x| x == "broker.started"),
+        "the outage was undone before teardown: {k:?}"
+    );
+    assert!(k.iter().any(|x| x == "platform.stopped"));
+    assert!(
+        processes_of(dir.path()).is_empty(),
+        "{:?}",
+        processes_of(dir.path())
+    );
+}
+
+#[test]
+fn inject_hits_a_stack_started_by_up_and_a_lasting_fault_is_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    let up = gameday(
+        dir.path(),
+        &["up", "--detach", "--run-dir", stack.to_str().unwrap()],
+    );
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let finish = || gameday(dir.path(), &["down"]);
+
+    let bad = gameday(dir.path(), &["inject", "kill-pod", "--count", "1"]);
+    assert_eq!(bad.status.code(), Some(2), "no service: invalid usage");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("service"));
+
+    let hit = gameday(
+        dir.path(),
+        &["inject", "kill-pod", "--service", "cart", "--count", "1"],
+    );
+    let said = String::from_utf8_lossy(&hit.stdout).into_owned();
+    assert!(
+        hit.status.success() && said.contains("hit: cart-"),
+        "{said}{}",
+        String::from_utf8_lossy(&hit.stderr)
+    );
+
+    let outage = gameday(dir.path(), &["inject", "restart-cache", "--duration", "2s"]);
+    assert!(
+        outage.status.success(),
+        "{}",
+        String::from_utf8_lossy(&outage.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let k = kinds(&events(&stack));
+        if k.iter().any(|x| x == "cache.started")
+            && k.iter().filter(|x| *x == "replica.serving").count() > 12
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            finish();
+            panic!("the cache or the cart replica did not come back: {k:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let down = finish();
+    assert!(down.status.success());
+    assert!(
+        processes_of(&stack).is_empty(),
+        "{:?}",
+        processes_of(&stack)
+    );
+}
