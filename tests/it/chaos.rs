@@ -148,6 +148,9 @@ report:
     assert_eq!(s["orders"]["duplicated"], 0);
     assert!(s["orders"]["accepted"].as_u64().unwrap() > 0);
     assert!(s["uptime"].is_f64(), "the prober measured uptime");
+    let schema = crate::support::summary_schema();
+    let problems: Vec<String> = schema.iter_errors(&s).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "{problems:?}");
     let downtime = s["slos"]
         .as_array()
         .unwrap()
