@@ -6,20 +6,13 @@
 
 use std::{
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-fn gameday(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gameday"))
-        .args(args)
-        .current_dir(dir)
-        .env("GAMEDAY_STATE_DIR", dir.join("state"))
-        .output()
-        .expect("gameday runs")
-}
+use crate::support::gameday_in as gameday;
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(format!("{name}.yaml"));

@@ -1,9 +1,11 @@
 //! `gameday run` end to end on the local platform: real servers, real
 //! HAProxy, the shop's replicas and goose shoppers, for about 15 seconds.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use serde_json::Value;
+
+use crate::support::gameday_in as gameday;
 
 fn scenario(dir: &Path, name: &str, slo: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.yaml"));
@@ -27,17 +29,6 @@ report:
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn gameday(dir: &Path, args: &[&str]) -> std::process::Output {
-    // From `dir`, with the scenario's relative `report.dir`: servers must
-    // never see a relative path (mariadb resolves it against its basedir).
-    Command::new(env!("CARGO_BIN_EXE_gameday"))
-        .args(args)
-        .current_dir(dir)
-        .env("GAMEDAY_STATE_DIR", dir.join("state"))
-        .output()
-        .expect("gameday runs")
 }
 
 fn run_dir(dir: &Path, name: &str) -> std::path::PathBuf {

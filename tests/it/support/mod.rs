@@ -345,3 +345,15 @@ pub fn assert_self_contained(html: &str) {
         );
     }
 }
+
+/// Runs the gameday binary from `dir`, with its state directory under it.
+/// From `dir`, a scenario's relative `report.dir` lands there too (servers
+/// never see a relative path: mariadb resolves it against its basedir).
+pub fn gameday_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gameday"))
+        .args(args)
+        .current_dir(dir)
+        .env("GAMEDAY_STATE_DIR", dir.join("state"))
+        .output()
+        .expect("gameday runs")
+}
