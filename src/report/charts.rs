@@ -124,11 +124,21 @@ fn draw_time_chart(
         .x_labels(12)
         .y_labels(6)
         .draw()?;
+    // A fault that shoppers barely felt still shows: a band at least 1% of
+    // the axis wide, and a solid line where it was injected.
+    let min_width = (spec.x.end - spec.x.start) * 0.01;
     for (i, band) in marks.bands.iter().enumerate() {
         chart.draw_series(std::iter::once(Rectangle::new(
-            [(band.from_s, y0), (band.to_s, y1)],
+            [
+                (band.from_s, y0),
+                (band.to_s.max(band.from_s + min_width), y1),
+            ],
             BAND.filled(),
         )))?;
+        chart.draw_series(LineSeries::new(
+            [(band.from_s, y0), (band.from_s, y1)],
+            BAND_TEXT.stroke_width(1),
+        ))?;
         // Stagger labels so overlapping faults stay readable.
         let row = (i % 3) as i32;
         chart.draw_series(std::iter::once(

@@ -250,7 +250,7 @@ pub fn render(input: &Input<'_>) -> String {
          body{{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2433}}main{{max-width:1100px;margin:0 auto;padding:24px}}\
          .verdict{{padding:20px 24px;color:#fff;font-size:1.3em}}.pass{{background:#2b8a3e}}.fail{{background:#c92a2a}}.aborted{{background:#e67700}}\
          table{{border-collapse:collapse;width:100%;margin:8px 0 24px}}td,th{{border-bottom:1px solid #e3e8f4;padding:6px 8px;text-align:left}}\
-         .ok{{color:#2b8a3e;font-weight:700}}.bad{{color:#c92a2a;font-weight:700}}.na{{color:#868e96}}pre{{background:#f6f7fb;padding:12px;overflow:auto}}\
+         .ok{{color:#2b8a3e;font-weight:700}}.bad{{color:#c92a2a;font-weight:700}}.na{{color:#868e96}}pre{{background:#f6f7fb;padding:12px;overflow:auto;white-space:pre-wrap}}\
          figure{{margin:0 0 16px}}figure svg{{max-width:100%;height:auto}}.grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(500px,1fr));gap:8px}}\
          </style></head><body><div class=\"verdict {class}\" id=\"verdict\">{headline}<br><small>scenario {name}, started {start}, {dur:.0} s</small></div><main>",
         name = esc(&s.scenario),
@@ -533,8 +533,10 @@ fn faults_section(h: &mut String, input: &Input<'_>) {
     let s = input.summary;
     let _ = write!(
         h,
-        "<h2 id=\"faults\">Faults</h2><table><tr><th>Fault</th><th>Kind</th><th>Targets</th><th>Injected at</th>\
-         <th>First error at</th><th>Failed requests</th><th>Recovered at</th><th>Recovery</th></tr>"
+        "<h2 id=\"faults\">Faults</h2><p>Times are seconds on the run's clock, the x axis of every chart \
+         (the shop started first; the shoppers, and the plan's fault times, from second {}).</p><table><tr><th>Fault</th><th>Kind</th><th>Targets</th><th>Injected at</th>\
+         <th>First error at</th><th>Failed requests</th><th>Recovered at</th><th>Recovery</th></tr>",
+        s.load_started_s
     );
     if s.faults.is_empty() {
         let _ = write!(h, "<tr><td colspan=\"8\">No fault was injected.</td></tr>");

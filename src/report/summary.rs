@@ -89,6 +89,9 @@ pub struct Summary {
     pub exit_code: i32,
     pub started_at: String,
     pub duration_s: f64,
+    /// The second of the run's clock at which the shoppers started (fault
+    /// times in the scenario count from here; summary times from 0).
+    pub load_started_s: u64,
     /// The seconds the figures are computed over (ramps excluded).
     pub measured_window_s: [u64; 2],
     pub requests: Requests,
@@ -267,6 +270,7 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
         exit_code: verdict.exit_code(),
         started_at: info.started_at,
         duration_s: info.duration_s,
+        load_started_s: info.load_started_s,
         measured_window_s: [window.start, window.end],
         requests: Requests {
             total,

@@ -234,3 +234,18 @@ fn up_reads_a_target_only_file_and_locates_its_errors() {
     assert_eq!(e.0[0].key.as_deref(), Some("target.instances"));
     assert_eq!(e.0[0].position.map(|p| p.line), Some(2));
 }
+
+#[test]
+fn every_bundled_scenario_validates_and_uses_every_fault_kind_somewhere() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        kinds.extend(s.faults.iter().map(|f| f.kind.key()));
+        count += 1;
+    }
+    assert!(count >= 5, "{count} scenarios");
+    assert_eq!(kinds.len(), 5, "{kinds:?}");
+}
