@@ -138,6 +138,15 @@ report:
         assert!(!f["targets"].as_array().unwrap().is_empty(), "{f}");
     }
     assert_eq!(s["orders"]["lost"], 0, "{}", s["orders"]);
+    // Each shopper has an account of its own: no checkout finds its cart
+    // emptied by another shopper's checkout.
+    let checkout = s["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["step"] == "checkout")
+        .unwrap();
+    assert!(checkout["errors"].get("status 422").is_none(), "{checkout}");
     assert_eq!(s["orders"]["duplicated"], 0);
     assert!(s["orders"]["accepted"].as_u64().unwrap() > 0);
     assert!(s["uptime"].is_f64(), "the prober measured uptime");
