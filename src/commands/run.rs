@@ -141,12 +141,16 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
     let rollback = chaos::Rollback::default();
     let execute = attack.execute();
     tokio::pin!(execute);
-    let load_and_chaos = async {
+    // The fault schedule stops as soon as the load does (its end, a stop
+    // rule, Ctrl-C); goose then gets up to 15 s to stop its shoppers.
+    let chaos_stop = CancellationToken::new();
+    let load = async {
         let outcome = tokio::select! {
             r = &mut execute => r.map(|_| ()).map_err(|e| anyhow::anyhow!("goose: {e}")),
             _ = stop.cancelled() => Ok(()),
             _ = abort.cancelled() => Ok(()),
         };
+        chaos_stop.cancel();
         if stop.is_cancelled() || abort.is_cancelled() {
             // goose's own graceful stop: every shopper finishes its step.
             goose::trigger_killswitch("gameday: the run was stopped");
@@ -155,18 +159,8 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
         load_done.cancel();
         outcome
     };
-    let chaos_stop = CancellationToken::new();
-    // The schedule stops with the load, a stop condition or Ctrl-C.
-    let chaos_task = async {
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            _ = abort.cancelled() => {}
-            _ = load_done.cancelled() => {}
-        }
-        chaos_stop.cancel();
-    };
-    let (outcome, (), ()) = tokio::join!(
-        load_and_chaos,
+    let (outcome, ()) = tokio::join!(
+        load,
         chaos::run_schedule(
             &platform,
             &events,
@@ -175,11 +169,9 @@ pub async fn run(file: &Path, output: Option<PathBuf>) -> anyhow::Result<i32> {
             load_start,
             chaos_stop.clone(),
         ),
-        chaos_task,
     );
     // Every fault still active is undone, whatever ended the run.
     rollback.run_all(&platform, &events).await;
-    load_done.cancel();
     let (health, fired) = collector.await.context("collector")??;
     let _ = prober.await;
     events.emit("load.stopped", json!({}));

@@ -150,7 +150,7 @@ fn draw_time_chart(
                 ),
         ))?;
     }
-    for m in &marks.markers {
+    for (i, m) in marks.markers.iter().enumerate() {
         chart.draw_series(DashedLineSeries::new(
             [(m.at_s, y0), (m.at_s, y1)],
             4,
@@ -161,7 +161,8 @@ fn draw_time_chart(
             EmptyElement::at((m.at_s, y0))
                 + Text::new(
                     m.label.clone(),
-                    (3, -16),
+                    // Staggered: scale-outs often come in quick succession.
+                    (3, -16 - 12 * (i % 4) as i32),
                     ("sans-serif", 11).into_font().color(&MARKER),
                 ),
         ))?;
