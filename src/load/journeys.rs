@@ -21,6 +21,10 @@ pub struct Shopper {
     skus: Vec<String>,
     order_id: Option<String>,
     checkouts: u64,
+    /// Lines in the cart as the shop last showed them: a shopper whose
+    /// items could not be added (the cart service down) does not go on to
+    /// check out an empty cart.
+    cart_lines: usize,
 }
 
 /// The outcome of one request: the status and body, or why it failed.
@@ -292,7 +296,7 @@ pub async fn add_to_cart(user: &mut GooseUser, ctx: &LoadContext) -> Transaction
     for _ in 0..items {
         let sku = pick_sku(user, ctx);
         let qty = rand::rng().random_range(1..=3);
-        call(
+        let out = call(
             user,
             ctx,
             Step::AddToCart,
@@ -313,15 +317,25 @@ pub async fn add_to_cart(user: &mut GooseUser, ctx: &LoadContext) -> Transaction
             },
         )
         .await;
+        remember_cart(user, &out);
     }
     Ok(())
 }
 
+fn remember_cart(user: &mut GooseUser, out: &Outcome) {
+    if out.failure.is_none()
+        && let Some(lines) = out.body["lines"].as_array()
+    {
+        shopper(user).cart_lines = lines.len();
+    }
+}
+
 pub async fn view_cart(user: &mut GooseUser, ctx: &LoadContext) -> TransactionResult {
-    call(user, ctx, Step::ViewCart, Req::get("/api/cart"), |s, b| {
+    let out = call(user, ctx, Step::ViewCart, Req::get("/api/cart"), |s, b| {
         expect(s, 200, b["lines"].is_array(), "cart lines")
     })
     .await;
+    remember_cart(user, &out);
     Ok(())
 }
 
@@ -329,8 +343,11 @@ pub async fn view_cart(user: &mut GooseUser, ctx: &LoadContext) -> TransactionRe
 /// shopper retries once with the same key, as a real storefront would.
 pub async fn checkout(user: &mut GooseUser, ctx: &LoadContext) -> TransactionResult {
     let s = shopper(user);
-    s.checkouts += 1;
     s.order_id = None;
+    if s.cart_lines == 0 {
+        return Ok(());
+    }
+    s.checkouts += 1;
     let n = s.checkouts;
     let key = format!("gd-{}-{}-{n}", ctx.run_id, user.weighted_users_index);
     for attempt in 0..2 {
@@ -351,7 +368,9 @@ pub async fn checkout(user: &mut GooseUser, ctx: &LoadContext) -> TransactionRes
                 .lock()
                 .map(|mut ids| ids.push(id.to_string()))
                 .ok();
-            shopper(user).order_id = Some(id.to_string());
+            let s = shopper(user);
+            s.order_id = Some(id.to_string());
+            s.cart_lines = 0;
             return Ok(());
         }
         let retryable = out.failure.as_deref().is_some_and(|f| {
