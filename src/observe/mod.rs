@@ -20,7 +20,8 @@ use crate::{
 
 /// How recovery is judged: a second is good when at least `threshold` of
 /// its requests succeeded; recovered once `settle_s` good seconds follow in
-/// a row. Errors are looked for within `horizon_s` of the injection.
+/// a row (or good seconds until the run ended, when it ended sooner).
+/// Errors are looked for within `horizon_s` of the injection.
 #[derive(Debug, Clone, Copy)]
 pub struct RecoveryRule {
     pub threshold: f64,
@@ -76,7 +77,8 @@ pub fn faults(events: &[Event], seconds: &[SecondRow], rule: RecoveryRule) -> Ve
                 Some(bad) => {
                     let recovered = (bad + 1..=last_t)
                         .filter(|s| s * 1000 >= end_ms)
-                        .find(|s| (*s..*s + rule.settle_s).all(|t| t <= last_t && good(t)));
+                        // Good for the settle window, or until the run ended.
+                        .find(|s| (*s..*s + rule.settle_s).all(|t| t > last_t || good(t)));
                     let until = recovered.unwrap_or(last_t + 1);
                     let errors = (start..until)
                         .filter_map(|t| by_t.get(&t))
@@ -249,6 +251,14 @@ mod tests {
         let f = &faults(&events, &clean, RecoveryRule::default())[0];
         assert_eq!(f.errors, Some(0));
         assert!((f.recovery_s.unwrap() - 0.1).abs() < 1e-9, "{f:?}");
+
+        // Bad until the last second, which alone is good: recovered there
+        // (the run ended while good).
+        let late: Vec<SecondRow> = (0..20)
+            .map(|t| row(t, 100, if (11..19).contains(&t) { 50 } else { 0 }))
+            .collect();
+        let f = &faults(&events, &late, RecoveryRule::default())[0];
+        assert_eq!(f.recovered_at_s, Some(19.0));
 
         // Never good again: not recovered (null), errors counted to the end.
         let broken: Vec<SecondRow> = (0..20)

@@ -98,11 +98,11 @@ faults:
     at: 32s
     db-failover: {}
   - name: cache outage
-    at: 44s
+    at: 40s
     duration: 3s
     restart-cache: {}
   - name: broker outage
-    at: 54s
+    at: 50s
     duration: 4s
     restart-broker: {}
 slo:
