@@ -58,6 +58,11 @@ pub fn faults(events: &[Event], seconds: &[SecondRow], rule: RecoveryRule) -> Ve
         .filter(|e| e.kind == "fault.ended")
         .filter_map(|e| Some((e.fields["id"].as_str()?, e.t_ms)))
         .collect();
+    let injected_ms: Vec<u64> = events
+        .iter()
+        .filter(|e| e.kind == "fault.injected")
+        .map(|e| e.t_ms)
+        .collect();
     events
         .iter()
         .filter(|e| e.kind == "fault.injected")
@@ -71,7 +76,13 @@ pub fn faults(events: &[Event], seconds: &[SecondRow], rule: RecoveryRule) -> Ve
                 .and_then(|id| ended.get(id))
                 .copied()
                 .unwrap_or(e.t_ms);
-            let first_bad = (start..=(start + rule.horizon_s).min(last_t)).find(|t| !good(*t));
+            // Errors after the next fault's injection are that fault's.
+            let next_s = injected_ms
+                .iter()
+                .find(|t| **t > e.t_ms)
+                .map_or(u64::MAX, |t| (t / 1000).saturating_sub(1).max(start));
+            let first_bad =
+                (start..=(start + rule.horizon_s).min(last_t).min(next_s)).find(|t| !good(*t));
             let (first_error_at_s, recovered_at_s, errors) = match first_bad {
                 None => (None, Some(injected.max(secs(end_ms))), Some(0)),
                 Some(bad) => {
@@ -267,6 +278,34 @@ mod tests {
         let f = &faults(&events, &broken, RecoveryRule::default())[0];
         assert_eq!((f.recovered_at_s, f.recovery_s), (None, None));
         assert_eq!(f.errors, Some(450));
+    }
+
+    #[test]
+    fn errors_after_the_next_fault_are_not_the_earlier_fault_s() {
+        let seconds: Vec<SecondRow> = (0..60)
+            .map(|t| row(t, 100, if (40..45).contains(&t) { 50 } else { 0 }))
+            .collect();
+        let events = vec![
+            ev(
+                10_000,
+                "fault.injected",
+                json!({"id": "f1", "name": "failover", "kind": "db-failover"}),
+            ),
+            ev(11_000, "fault.ended", json!({"id": "f1"})),
+            ev(
+                40_000,
+                "fault.injected",
+                json!({"id": "f2", "name": "cache", "kind": "restart-cache"}),
+            ),
+            ev(45_000, "fault.ended", json!({"id": "f2"})),
+        ];
+        let f = faults(&events, &seconds, RecoveryRule::default());
+        assert_eq!((f[0].first_error_at_s, f[0].errors), (None, Some(0)));
+        assert_eq!(
+            (f[1].first_error_at_s, f[1].errors),
+            (Some(40.0), Some(250))
+        );
+        assert_eq!(f[1].recovered_at_s, Some(45.0));
     }
 
     #[test]
