@@ -472,6 +472,26 @@ impl RabbitMq {
         }
         let env_file = self.dir.join("rabbitmq-env.conf");
         std::fs::write(&env_file, "").map_err(|e| Error::io(&env_file, e))?;
+        // The distribution port is picked free and released before the node
+        // binds it, so another process can take it in between (seen once
+        // in CI with tests starting servers in parallel). It is internal
+        // to the node: pick another and try again.
+        for attempt in 1..=3 {
+            match self.launch_node(&server, &env_file, &plugins).await {
+                Err(e) if attempt < 3 && e.to_string().contains("dist_port_already_used") => {
+                    tracing::warn!(
+                        port = self.dist_port,
+                        "rabbitmq's distribution port was taken; retrying"
+                    );
+                    self.dist_port = free_port(IpAddr::from([127, 0, 0, 1]))?;
+                }
+                other => return other,
+            }
+        }
+        Ok(())
+    }
+
+    async fn launch_node(&mut self, server: &Path, env_file: &Path, plugins: &Path) -> Result<()> {
         let mut cmd = Command::new(server);
         cmd.env("HOME", &self.dir)
             .env("RUNNING_UNDER_SYSTEMD", "true")
@@ -481,11 +501,11 @@ impl RabbitMq {
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("ERL_EPMD_PORT", self.epmd_port.to_string())
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_CONF_ENV_FILE", &env_file)
+            .env("RABBITMQ_CONF_ENV_FILE", env_file)
             .env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq"))
             .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", plugins)
             .env("RABBITMQ_PID_FILE", self.dir.join("rabbitmq.pid"))
             .env(
                 "RABBITMQ_FEATURE_FLAGS_FILE",
