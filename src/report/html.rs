@@ -320,7 +320,10 @@ pub fn render(input: &Input<'_>) -> String {
         "<h2 id=\"plan\">Run plan</h2><pre>{}</pre>",
         esc(input.plan)
     );
-    charts_section(&mut h, input);
+    // One time axis and one set of fault bands and markers for every chart.
+    let x = time_axis(input.timeline);
+    let marks = marks(&s.faults, &input.timeline.events, x.end);
+    charts_section(&mut h, input, &x, &marks);
     steps_table(&mut h, s);
     let _ = write!(
         h,
@@ -340,7 +343,7 @@ pub fn render(input: &Input<'_>) -> String {
         }
     }
     let _ = write!(h, "</table>");
-    availability_section(&mut h, input);
+    availability_section(&mut h, input, &x, &marks);
     let o = &s.orders;
     let n = |v: Option<u64>| {
         v.map(|v| v.to_string())
@@ -378,10 +381,8 @@ fn time_axis(timeline: &Timeline) -> std::ops::Range<f64> {
     first as f64..(last + 1).max(first + 1) as f64
 }
 
-fn charts_section(h: &mut String, input: &Input<'_>) {
+fn charts_section(h: &mut String, input: &Input<'_>, x: &std::ops::Range<f64>, marks: &Marks) {
     let tl = input.timeline;
-    let x = time_axis(tl);
-    let marks = marks(&input.summary.faults, &input.timeline.events, x.end);
     let at = |t: u64| t as f64 + 0.5;
 
     let users: Vec<(f64, f64)> = tl
@@ -403,7 +404,7 @@ fn charts_section(h: &mut String, input: &Input<'_>) {
                 size: WIDE,
             },
             &[Series::new("shoppers", BLUE_, users)],
-            &marks,
+            marks,
         ),
     );
     let replicas = crate::observe::replicas_over_time(&tl.events);
@@ -444,7 +445,7 @@ fn charts_section(h: &mut String, input: &Input<'_>) {
                     size: WIDE,
                 },
                 &series,
-                &marks,
+                marks,
             ),
         );
     }
@@ -475,7 +476,7 @@ fn charts_section(h: &mut String, input: &Input<'_>) {
                 Series::new("succeeded", GREEN_, ok),
                 Series::new("failed", RED_, failed),
             ],
-            &marks,
+            marks,
         ),
     );
     let _ = write!(h, "<h2 id=\"latency\">Latency</h2>");
@@ -487,8 +488,8 @@ fn charts_section(h: &mut String, input: &Input<'_>) {
             "Latency, all requests (p50, p95, p99)",
             percentiles_over_time(tl, OVERALL),
             Some(&input.scenario.slo.latency),
-            &x,
-            &marks,
+            x,
+            marks,
             WIDE,
         ),
     );
@@ -506,8 +507,8 @@ fn charts_section(h: &mut String, input: &Input<'_>) {
                 &format!("Latency, {} (p50, p95, p99)", st.step),
                 series,
                 input.scenario.slo.step_latency.get(&st.step),
-                &x,
-                &marks,
+                x,
+                marks,
                 SMALL,
             ),
         );
@@ -610,10 +611,13 @@ fn steps_table(h: &mut String, s: &Summary) {
     let _ = write!(h, "</table>");
 }
 
-fn availability_section(h: &mut String, input: &Input<'_>) {
+fn availability_section(
+    h: &mut String,
+    input: &Input<'_>,
+    x: &std::ops::Range<f64>,
+    marks: &Marks,
+) {
     let tl = input.timeline;
-    let x = time_axis(tl);
-    let marks = marks(&input.summary.faults, &input.timeline.events, x.end);
     let points: Vec<(f64, f64)> = tl
         .seconds
         .iter()
@@ -627,7 +631,7 @@ fn availability_section(h: &mut String, input: &Input<'_>) {
         .collect();
     let mut series = vec![Series::new("availability", PURPLE_, points)];
     if let Some(target) = input.scenario.slo.availability {
-        series.push(target_line("target", target * 100.0, &x));
+        series.push(target_line("target", target * 100.0, x));
     }
     // Zoom in on the interesting part: down to the worst second (or a
     // little below the target), never below 0.
@@ -645,12 +649,12 @@ fn availability_section(h: &mut String, input: &Input<'_>) {
             &TimeChart {
                 title: "Availability per second",
                 y_desc: "% succeeded",
-                x,
+                x: x.clone(),
                 y: floor..100.0 + (100.0 - floor) * 0.05,
                 size: WIDE,
             },
             &series,
-            &marks,
+            marks,
         ),
     );
 }
