@@ -24,10 +24,10 @@ use std::{
 };
 
 use gameday::{
-    commands::run::Collector,
     load::{LoadContext, Step},
     platform::local::process::{Supervised, find_program, free_port},
     record::{Recorder, TimelineWriter},
+    run::Collector,
     scenario::{Journey, Load, Stage},
 };
 use goose::{config::GooseConfiguration, prelude::*};

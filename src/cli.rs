@@ -20,25 +20,34 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start the whole shop on this machine (HAProxy, MariaDB primary and
-    /// standby, Redis, RabbitMQ, replicas spread over instances) and wait
-    /// until it is ready.
-    Up(UpArgs),
+    /// Deploy the shop on the scenario's platform and wait until it is
+    /// ready (default: the local platform, kept until Ctrl-C or `down`).
+    Up(commands::up::UpArgs),
     /// Show what runs where.
     Status {
         /// Machine-readable output (the shape in DESIGN.md section 8).
         #[arg(long)]
         json: bool,
+        /// The scenario's platform (default: the local stack `up` started).
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
     },
-    /// Stop everything `gameday up` started, from any shell.
-    Down,
-    /// Run a scenario on the local platform: shoppers, SLO verdict, reports.
+    /// Stop everything `gameday up` started, from any shell (or, with
+    /// --scenario, remove what `up` deployed on its platform).
+    Down {
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+    },
+    /// Run a scenario: shoppers, faults, SLO verdict, reports.
     Run {
         /// The scenario file.
         file: PathBuf,
         /// The run directory (default: <report.dir>/<scenario>-<timestamp>).
         #[arg(long, value_name = "DIR")]
         output: Option<PathBuf>,
+        /// Do not ask for confirmation on a real cloud or cluster.
+        #[arg(long)]
+        yes: bool,
     },
     /// Re-render a run's reports from its run directory.
     Report {
@@ -58,59 +67,20 @@ pub enum Command {
     /// Apply one fault now to the stack `gameday up` started, and print what
     /// it hit. A fault with --duration is undone after it (or at once on
     /// Ctrl-C, and by `gameday down`).
-    Inject(InjectArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct InjectArgs {
-    /// kill-pod, terminate-instance, db-failover, restart-cache or restart-broker.
-    pub kind: String,
-    /// kill-pod: the service whose replicas to kill.
-    #[arg(long)]
-    pub service: Option<String>,
-    /// How many targets (kill-pod, terminate-instance).
-    #[arg(long)]
-    pub count: Option<u32>,
-    /// A share of the candidates instead of a count, such as 50%.
-    #[arg(long)]
-    pub percent: Option<String>,
-    /// The most targets a percent may hit.
-    #[arg(long)]
-    pub max: Option<u32>,
-    /// restart-cache, restart-broker: keep the server down this long (such as 10s).
-    #[arg(long)]
-    pub duration: Option<String>,
-    /// db-failover: do not build a new standby afterwards.
-    #[arg(long)]
-    pub no_rebuild: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct UpArgs {
-    /// Take the topology from this scenario's `target` section.
-    #[arg(long, value_name = "FILE")]
-    pub scenario: Option<PathBuf>,
-    /// Return once the shop is ready and leave a supervisor running;
-    /// `gameday down` stops it.
-    #[arg(long)]
-    pub detach: bool,
-    /// Where the stack keeps its files (default: in gameday's state directory).
-    #[arg(long, value_name = "DIR")]
-    pub run_dir: Option<PathBuf>,
-    /// Internal: be the detached supervisor.
-    #[arg(long, hide = true)]
-    pub supervise: bool,
+    Inject(commands::inject::InjectArgs),
 }
 
 pub async fn run(cli: Cli) -> i32 {
     let outcome = match cli.command {
         Command::Up(args) => commands::up::run(args).await,
-        Command::Status { json } => commands::status::run(json),
-        Command::Down => commands::down::run().await,
-        Command::Run { file, output } => commands::run::run(&file, output).await,
+        Command::Status { json, scenario } => {
+            commands::status::run(json, scenario.as_deref()).await
+        }
+        Command::Down { scenario } => commands::down::run(scenario.as_deref()).await,
+        Command::Run { file, output, yes } => commands::run::run(&file, output, yes).await,
         Command::Report { run_dir } => commands::run::report(&run_dir),
         Command::Validate { file } => commands::validate::run(&file),
-        Command::Plan { file } => commands::plan::run(&file),
+        Command::Plan { file } => commands::plan::run(&file).await,
         Command::Inject(args) => commands::inject::run(args).await,
     };
     match outcome {

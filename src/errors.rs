@@ -34,6 +34,9 @@ pub enum Error {
     },
     #[error("database")]
     Database(#[from] sqlx::Error),
+    /// Ctrl-C or SIGTERM stopped it (after cleaning up).
+    #[error("interrupted {0}")]
+    Interrupted(String),
 }
 
 impl Error {

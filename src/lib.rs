@@ -7,10 +7,13 @@ pub mod events;
 pub mod exit_codes;
 pub mod load;
 pub mod observe;
+pub mod plan;
 pub mod platform;
 pub mod record;
 pub mod report;
+pub mod run;
 pub mod scenario;
+pub mod shop;
 pub mod slo;
 
 pub use errors::{Error, Result};

@@ -1,15 +1,17 @@
-//! Faults on the local platform: what each kind would hit (for `plan` and
-//! `inject`), how it is applied, and the scheduler that applies a
-//! scenario's faults at their times on the run's clock.
+//! Faults, on any platform: what a fault picks (its blast radius over the
+//! platform's candidates), how it is applied, the rollback registry, and
+//! one engine loop that applies faults as they come (from a scenario's
+//! schedule, or from `gameday inject`) and undoes lasting ones when their
+//! duration ends.
 //!
 //! Safety (DESIGN.md section 6): a fault that lasts registers its undo
 //! *before* it acts; pending undos run when the fault's duration ends, and
 //! `Rollback::run_all` runs whatever is left on every way out of a run (its
-//! end, a stop condition, Ctrl-C, SIGTERM, an error). Faults that do not last
-//! (a SIGKILLed replica, a terminated instance, a failover) are repaired by
-//! the platform itself, as Kubernetes and an Auto Scaling group would: the
-//! reconciler replaces replicas, a new instance boots, a new standby is built.
+//! end, a stop condition, Ctrl-C, SIGTERM, an error). Faults that do not
+//! last (a killed replica, a terminated instance, a failover) are repaired
+//! by the platform itself, as Kubernetes and an Auto Scaling group would.
 
+pub mod schedule;
 pub mod stop;
 
 use std::{
@@ -17,51 +19,20 @@ use std::{
         Mutex,
         atomic::{AtomicU32, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use serde_json::json;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+pub use schedule::{Planned, run_schedule, schedule};
 
 use crate::{
     errors::{Error, Result},
-    events::EventLog,
-    platform::local::{InfraServer, LocalPlatform},
-    scenario::{BlastRadius, Fault, FaultKind},
+    events::{EventKind, EventLog},
+    platform::{FaultRequest, Injected, Platform, Support, Target, Undo},
+    scenario::{BlastRadius, Fault},
 };
-
-/// What a fault would pick from, right now.
-pub async fn candidates(platform: &LocalPlatform, kind: &FaultKind) -> Vec<String> {
-    match kind {
-        FaultKind::KillPod { service, .. } => {
-            let status = platform.status().await;
-            status
-                .replicas
-                .iter()
-                .filter(|r| r.service == *service)
-                .map(|r| r.name.clone())
-                .collect()
-        }
-        FaultKind::TerminateInstance { .. } => platform.running_instances().await,
-        FaultKind::DbFailover { .. } => vec!["mariadb-primary".into()],
-        FaultKind::RestartCache => vec!["redis".into()],
-        FaultKind::RestartBroker => vec!["rabbitmq".into()],
-    }
-}
-
-/// How to put back what a lasting fault took away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Undo {
-    Start(InfraServer),
-}
-
-impl Undo {
-    async fn run(self, platform: &LocalPlatform) -> Result<()> {
-        match self {
-            Undo::Start(server) => platform.set_server_running(server, true).await,
-        }
-    }
-}
 
 /// Undos registered and not yet run, by fault id.
 #[derive(Default)]
@@ -97,14 +68,14 @@ impl Rollback {
     }
 
     /// Undoes one fault (when its duration is over).
-    pub async fn undo(&self, platform: &LocalPlatform, events: &EventLog, id: &str) {
+    pub async fn undo(&self, platform: &dyn Platform, events: &EventLog, id: &str) {
         for undo in self.take(id) {
             run_undo(platform, events, id, undo).await;
         }
     }
 
     /// Undoes every fault still active, newest first.
-    pub async fn run_all(&self, platform: &LocalPlatform, events: &EventLog) {
+    pub async fn run_all(&self, platform: &dyn Platform, events: &EventLog) {
         let all: Vec<(String, Undo)> = match self.pending.lock() {
             Ok(mut p) => p.drain(..).rev().collect(),
             Err(_) => Vec::new(),
@@ -115,252 +86,177 @@ impl Rollback {
     }
 }
 
-async fn run_undo(platform: &LocalPlatform, events: &EventLog, id: &str, undo: Undo) {
-    // An undo that fails is retried: leaving the stack broken is the one
-    // outcome a game day must not have.
-    for attempt in 1..=3 {
-        match undo.run(platform).await {
+/// Tries an undo up to this many times: leaving the shop broken is the one
+/// outcome a game day must not have.
+pub const UNDO_ATTEMPTS: u32 = 3;
+const UNDO_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+async fn run_undo(platform: &dyn Platform, events: &EventLog, id: &str, undo: Undo) {
+    for attempt in 1..=UNDO_ATTEMPTS {
+        match platform.undo(&undo).await {
             Ok(()) => {
-                events.emit(
-                    "fault.ended",
-                    json!({"id": id, "undo": format!("{undo:?}")}),
-                );
+                events.emit(EventKind::FaultEnded {
+                    id: id.into(),
+                    undo: Some(undo.describe()),
+                });
                 return;
             }
             Err(e) => {
-                events.emit(
-                    "fault.undo_failed",
-                    json!({"id": id, "attempt": attempt, "error": e.to_string()}),
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                events.emit(EventKind::FaultUndoFailed {
+                    id: id.into(),
+                    attempt,
+                    error: e.to_string(),
+                });
+                if attempt < UNDO_ATTEMPTS {
+                    tokio::time::sleep(UNDO_RETRY_AFTER).await;
+                }
             }
         }
     }
 }
 
 /// Picks the targets of a fault with a blast radius (the first ones, in the
-/// platform's order, so a plan and a run pick alike).
-fn pick(candidates: Vec<String>, radius: &BlastRadius) -> Vec<String> {
-    let n = radius.of(candidates.len());
+/// platform's order, so a plan and a run pick alike); a fault without one
+/// hits every candidate (the database primary, the cache).
+pub fn pick(candidates: Vec<Target>, radius: Option<&BlastRadius>) -> Vec<Target> {
+    let n = radius.map_or(candidates.len(), |r| r.of(candidates.len()));
     candidates.into_iter().take(n).collect()
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
+fn next_id() -> String {
+    format!("f{}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Applies one fault now: emits `fault.injected` (id, name, kind, targets)
-/// and, for a fault without a duration, `fault.ended` once its action is
-/// done. A lasting fault's undo is registered in `rollback` before it acts;
-/// the caller undoes it when its duration is over. Returns (id, targets).
+/// and, for a fault without a lasting effect, `fault.ended` once its action
+/// is done. A lasting fault's undo is registered in `rollback` before it
+/// acts; the caller undoes it when its duration is over. A fault whose
+/// action fails is undone at once.
 pub async fn apply(
-    platform: &LocalPlatform,
+    platform: &dyn Platform,
     events: &EventLog,
     rollback: &Rollback,
     fault: &Fault,
-) -> Result<(String, Vec<String>)> {
-    let id = format!("f{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
-    let candidates = candidates(platform, &fault.kind).await;
-    let injected = |targets: &[String]| {
-        events.emit(
-            "fault.injected",
-            json!({"id": id, "name": fault.name, "kind": fault.kind.key(), "targets": targets,
-                   "duration_ms": fault.duration.map(|d| d.as_millis() as u64)}),
-        );
+) -> Result<Injected> {
+    // A fault refused before it acts is still a fault the run meant to
+    // inject: it says so, and why.
+    let refused = |e: Error| {
+        events.emit(EventKind::FaultFailed {
+            id: None,
+            name: fault.name.clone(),
+            kind: fault.kind.key().into(),
+            error: e.to_string(),
+        });
+        Err(e)
     };
-    let nothing = |what: &str| Error::Command {
+    let refuse = |detail: String| Error::Command {
         name: fault.kind.key().into(),
-        detail: format!("nothing to hit: {what}"),
+        detail,
     };
-    let targets = match &fault.kind {
-        FaultKind::KillPod { service, radius } => {
-            let targets = pick(candidates, radius);
-            if targets.is_empty() {
-                return Err(nothing(&format!("no running replica of {service}")));
-            }
-            injected(&targets);
-            for t in &targets {
-                platform.kill_replicas(t, 1).await?;
-            }
-            targets
-        }
-        FaultKind::TerminateInstance { radius } => {
-            let targets = pick(candidates, radius);
-            if targets.is_empty() {
-                return Err(nothing("no running instance"));
-            }
-            injected(&targets);
-            for t in &targets {
-                platform.terminate_instance(t).await?;
-            }
-            targets
-        }
-        FaultKind::DbFailover { rebuild_standby } => {
-            injected(&candidates);
-            platform.failover_database(*rebuild_standby).await?;
-            candidates
-        }
-        FaultKind::RestartCache | FaultKind::RestartBroker => {
-            let server = if matches!(fault.kind, FaultKind::RestartCache) {
-                InfraServer::Cache
-            } else {
-                InfraServer::Broker
-            };
-            injected(&candidates);
-            match fault.duration {
-                Some(_) => {
-                    rollback.register(&id, Undo::Start(server));
-                    platform.set_server_running(server, false).await?;
-                }
-                None => match server {
-                    InfraServer::Cache => platform.restart_cache().await?,
-                    InfraServer::Broker => platform.restart_broker().await?,
-                },
-            }
-            candidates
-        }
-    };
-    if !rollback.is_pending(&id) {
-        events.emit("fault.ended", json!({"id": id}));
+    if let Support::No { why } = platform.supports(fault) {
+        return refused(refuse(why));
     }
-    Ok((id, targets))
+    let candidates = match platform.candidates(&fault.kind).await {
+        Ok(c) => c,
+        Err(e) => return refused(e),
+    };
+    let targets = pick(candidates, fault.kind.radius());
+    if targets.is_empty() {
+        return refused(refuse(format!(
+            "nothing to hit: no candidate is running ({})",
+            platform.describe(fault)
+        )));
+    }
+    let id = next_id();
+    let undo = platform.undo_for(fault, &targets).await;
+    if let Some(u) = undo.clone() {
+        rollback.register(&id, u);
+    }
+    events.emit(EventKind::FaultInjected {
+        id: id.clone(),
+        name: fault.name.clone(),
+        kind: fault.kind.key().into(),
+        targets: targets.iter().map(|t| t.id.clone()).collect(),
+        duration_ms: fault.duration.map(|d| d.as_millis() as u64),
+    });
+    if let Err(e) = platform.inject(fault, &targets).await {
+        events.emit(EventKind::FaultFailed {
+            id: Some(id.clone()),
+            name: fault.name.clone(),
+            kind: fault.kind.key().into(),
+            error: e.to_string(),
+        });
+        rollback.undo(platform, events, &id).await;
+        return Err(e);
+    }
+    let lasting = fault.duration.filter(|_| rollback.is_pending(&id));
+    if lasting.is_none() {
+        events.emit(EventKind::FaultEnded {
+            id: id.clone(),
+            undo: None,
+        });
+    }
+    Ok(Injected {
+        id,
+        targets,
+        undo_after_s: lasting.map(|d| d.as_secs_f64()),
+    })
 }
 
-/// A fault at one time of the run's clock.
-#[derive(Debug, Clone)]
-pub struct Planned {
-    pub at: Duration,
-    pub fault: Fault,
-}
-
-/// Every injection of the scenario's faults within a run of `length`, in order.
-pub fn schedule(faults: &[Fault], length: Duration) -> Vec<Planned> {
-    let mut out: Vec<Planned> = faults
-        .iter()
-        .flat_map(|f| {
-            f.schedule.times(length).into_iter().map(|at| Planned {
-                at,
-                fault: f.clone(),
-            })
-        })
-        .collect();
-    out.sort_by_key(|p| p.at);
-    out
-}
-
-/// Applies `plan` at its times after `start`, undoes lasting faults when
-/// their duration ends, until the plan is done or `stop` is cancelled.
-/// Whatever is still active is left in `rollback` for the caller, which
-/// must run it on every way out.
-pub async fn run_schedule(
-    platform: &LocalPlatform,
+/// The engine loop: applies each fault that arrives on `requests`, answers
+/// its sender, and undoes lasting faults when their duration ends. It ends
+/// when `stop` is cancelled, or when no more requests can come and no undo
+/// is due. Whatever is still active is left in `rollback` for the caller,
+/// which must run it on every way out.
+pub async fn serve(
+    platform: &dyn Platform,
     events: &EventLog,
     rollback: &Rollback,
-    plan: Vec<Planned>,
-    start: Instant,
+    mut requests: mpsc::Receiver<FaultRequest>,
     stop: CancellationToken,
 ) {
-    let mut next = plan.into_iter().peekable();
-    let mut ends: Vec<(Instant, String)> = Vec::new();
+    let mut ends: Vec<(tokio::time::Instant, String)> = Vec::new();
+    let mut open = true;
     loop {
         ends.sort_by_key(|(t, _)| *t);
-        let next_fault = next.peek().map(|p| start + p.at);
         let next_end = ends.first().map(|(t, _)| *t);
-        let wake = match (next_fault, next_end) {
-            (None, None) => break,
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-        };
+        if !open && next_end.is_none() {
+            break;
+        }
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep_until(wake.into()) => {}
-        }
-        if next_end.is_some_and(|t| t <= Instant::now()) {
-            let (_, id) = ends.remove(0);
-            rollback.undo(platform, events, &id).await;
-            continue;
-        }
-        let Some(planned) = next.next() else { continue };
-        match apply(platform, events, rollback, &planned.fault).await {
-            Ok((id, targets)) => {
-                tracing::info!(fault = %planned.fault.name, ?targets, "injected");
-                if let Some(d) = planned.fault.duration
-                    && rollback.is_pending(&id)
-                {
-                    ends.push((Instant::now() + d, id));
-                }
+            _ = async { tokio::time::sleep_until(next_end.unwrap_or_else(tokio::time::Instant::now)).await }, if next_end.is_some() => {
+                let (_, id) = ends.remove(0);
+                rollback.undo(platform, events, &id).await;
             }
-            Err(e) => {
-                events.emit(
-                    "fault.failed",
-                    json!({"name": planned.fault.name, "kind": planned.fault.kind.key(), "error": e.to_string()}),
-                );
+            request = requests.recv(), if open => {
+                let Some((fault, reply)) = request else {
+                    open = false;
+                    continue;
+                };
+                let outcome = apply(platform, events, rollback, &fault).await;
+                match &outcome {
+                    Ok(injected) => {
+                        let ids: Vec<&str> = injected.targets.iter().map(|t| t.id.as_str()).collect();
+                        tracing::info!(fault = %fault.name, ?ids, "injected");
+                        if let Some(d) = injected.undo_after_s {
+                            ends.push((
+                                tokio::time::Instant::now() + Duration::from_secs_f64(d),
+                                injected.id.clone(),
+                            ));
+                        }
+                    }
+                    Err(e) => tracing::warn!(fault = %fault.name, error = %e, "not applied"),
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome.map_err(|e| e.to_string()));
+                }
             }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scenario::Schedule;
-
-    fn fault(name: &str, schedule: Schedule) -> Fault {
-        Fault {
-            name: name.into(),
-            kind: FaultKind::RestartCache,
-            schedule,
-            duration: None,
-        }
-    }
-
-    #[test]
-    fn a_schedule_lists_every_injection_in_time_order() {
-        let plan = schedule(
-            &[
-                fault("late", Schedule::At(Duration::from_secs(50))),
-                fault(
-                    "often",
-                    Schedule::Every {
-                        every: Duration::from_secs(20),
-                        from: Duration::from_secs(10),
-                        until: Some(Duration::from_secs(45)),
-                    },
-                ),
-            ],
-            Duration::from_secs(60),
-        );
-        let got: Vec<(u64, &str)> = plan
-            .iter()
-            .map(|p| (p.at.as_secs(), p.fault.name.as_str()))
-            .collect();
-        assert_eq!(got, [(10, "often"), (30, "often"), (50, "late")]);
-    }
-
-    #[test]
-    fn a_blast_radius_picks_at_most_its_share() {
-        let c = |n: usize| (1..=n).map(|i| format!("cart-{i}")).collect::<Vec<_>>();
-        assert_eq!(pick(c(3), &BlastRadius::Count(1)), ["cart-1"]);
-        assert_eq!(
-            pick(
-                c(10),
-                &BlastRadius::Percent {
-                    percent: 50.0,
-                    max: Some(2)
-                }
-            ),
-            ["cart-1", "cart-2"]
-        );
-        assert!(pick(Vec::new(), &BlastRadius::Count(2)).is_empty());
-    }
-
-    #[test]
-    fn rollback_undoes_each_registered_fault_once() {
-        let r = Rollback::default();
-        r.register("f1", Undo::Start(InfraServer::Cache));
-        r.register("f2", Undo::Start(InfraServer::Broker));
-        assert_eq!(r.take("f1"), [Undo::Start(InfraServer::Cache)]);
-        assert!(r.take("f1").is_empty(), "taken once");
-        assert!(!r.is_empty());
-        assert_eq!(r.take("f2").len(), 1);
-        assert!(r.is_empty());
-    }
-}
+mod tests;

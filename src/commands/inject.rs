@@ -1,177 +1,245 @@
-//! `gameday inject KIND [args]`: one fault, now, on the stack `gameday up`
-//! started. The fault is written as a one-fault scenario and validated like
-//! any scenario (same keys, same errors), then sent to the stack's
-//! supervisor over its control socket (`control.sock` in the stack's
-//! directory); the supervisor applies it, undoes a lasting one after its
-//! duration, and undoes whatever is still active when it stops.
+//! `gameday inject KIND [args]`: one fault, now. The fault is built from the
+//! arguments as a typed value and validated like a scenario's (same keys,
+//! same errors). On the local stack `gameday up` started, it goes to the
+//! stack's supervisor over its control socket (the supervisor undoes a
+//! lasting fault after its duration, or when the stack stops); with
+//! `--scenario` on a cloud platform, this process applies it, waits out its
+//! duration and undoes it (at once on Ctrl-C).
 
-use std::{path::Path, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use anyhow::Context;
-use serde::{Deserialize, Serialize};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
-};
+use serde_yaml_ng::{Mapping, Value};
 
 use crate::{
-    chaos::{self, Rollback},
-    cli::InjectArgs,
+    chaos,
     events::EventLog,
     exit_codes,
-    platform::local::{LocalPlatform, stacks},
-    scenario::{Fault, Scenario},
+    platform::{self, Attached, Injected, Support},
+    scenario::Fault,
 };
 
-pub const SOCKET: &str = "control.sock";
-
-#[derive(Serialize, Deserialize)]
-struct Request {
-    /// A one-fault scenario.
-    scenario: String,
+/// The fault kinds, as the scenario spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    KillPod,
+    TerminateInstance,
+    DbFailover,
+    RestartCache,
+    RestartBroker,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Response {
-    id: Option<String>,
-    targets: Vec<String>,
-    error: Option<String>,
-    undo_after_s: Option<f64>,
+impl Kind {
+    fn key(self) -> &'static str {
+        match self {
+            Kind::KillPod => "kill-pod",
+            Kind::TerminateInstance => "terminate-instance",
+            Kind::DbFailover => "db-failover",
+            Kind::RestartCache => "restart-cache",
+            Kind::RestartBroker => "restart-broker",
+        }
+    }
 }
 
-/// The one-fault scenario for `args`.
-fn scenario_text(args: &InjectArgs) -> String {
-    let mut fields = Vec::new();
+#[derive(Debug, clap::Args)]
+pub struct InjectArgs {
+    pub kind: Kind,
+    /// kill-pod: the service whose replicas to kill.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// How many targets (kill-pod, terminate-instance).
+    #[arg(long)]
+    pub count: Option<u32>,
+    /// A share of the candidates instead of a count, such as 50%.
+    #[arg(long)]
+    pub percent: Option<String>,
+    /// The most targets a percent may hit.
+    #[arg(long)]
+    pub max: Option<u32>,
+    /// terminate-instance: only instances in this availability zone.
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// kill-pod: stop gracefully (SIGTERM, the pod's grace period).
+    #[arg(long)]
+    pub graceful: bool,
+    /// restart-cache, restart-broker: keep the server down this long (such as 10s).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// db-failover: do not build a new standby afterwards.
+    #[arg(long)]
+    pub no_rebuild: bool,
+    /// Act on this scenario's platform (default: the local stack `up` started).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Do not ask for confirmation on a real cloud or cluster.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// The fault the arguments describe, as a scenario's `faults` entry.
+fn fault_value(args: &InjectArgs) -> Value {
+    let mut fields = Mapping::new();
+    let mut set = |k: &str, v: Value| {
+        fields.insert(Value::from(k), v);
+    };
     if let Some(s) = &args.service {
-        fields.push(format!("service: {s:?}"));
+        set("service", Value::from(s.as_str()));
     }
     if let Some(n) = args.count {
-        fields.push(format!("count: {n}"));
+        set("count", Value::from(n));
     }
     if let Some(p) = &args.percent {
-        fields.push(format!("percent: {p:?}"));
+        set("percent", Value::from(p.as_str()));
     }
     if let Some(m) = args.max {
-        fields.push(format!("max: {m}"));
+        set("max", Value::from(m));
+    }
+    if let Some(z) = &args.zone {
+        set("zone", Value::from(z.as_str()));
+    }
+    if args.graceful {
+        set("graceful", Value::from(true));
     }
     if args.no_rebuild {
-        fields.push("rebuild-standby: false".into());
+        set("rebuild-standby", Value::from(false));
     }
-    let duration = args
-        .duration
-        .as_ref()
-        .map(|d| format!("    duration: {d:?}\n"))
-        .unwrap_or_default();
-    format!(
-        "name: inject\nload:\n  stages:\n    - {{ users: 1, over: 1s }}\nfaults:\n  - name: {kind} (by hand)\n    at: 0s\n{duration}    {kind}: {{ {} }}\n",
-        fields.join(", "),
-        kind = args.kind
-    )
+    let mut fault = Mapping::new();
+    fault.insert(
+        Value::from("name"),
+        Value::from(format!("{} (by hand)", args.kind.key())),
+    );
+    fault.insert(Value::from("at"), Value::from("0s"));
+    if let Some(d) = &args.duration {
+        fault.insert(Value::from("duration"), Value::from(d.as_str()));
+    }
+    fault.insert(Value::from(args.kind.key()), Value::Mapping(fields));
+    Value::Mapping(fault)
 }
 
-fn parse(text: &str) -> Result<Fault, String> {
-    let scenario = Scenario::parse(Path::new("<inject>"), text).map_err(|e| e.to_string())?;
-    scenario
-        .faults
-        .into_iter()
-        .next()
-        .ok_or_else(|| "no fault".to_string())
+fn print_hit(kind: &str, injected: &Injected) {
+    let targets: Vec<String> = injected.targets.iter().map(|t| t.describe()).collect();
+    println!("{kind} ({}) hit: {}", injected.id, targets.join(", "));
 }
 
 pub async fn run(args: InjectArgs) -> anyhow::Result<i32> {
-    let text = scenario_text(&args);
-    if let Err(e) = parse(&text) {
-        eprintln!("gameday: {}", e.replace("<inject>: ", ""));
-        return Ok(exit_codes::USAGE);
-    }
-    let Some(current) = stacks::read_current().filter(|c| c.supervisor_alive()) else {
-        eprintln!("gameday: no stack is up; start one with `gameday up --detach`");
-        return Ok(exit_codes::ERROR);
+    let fault = match Fault::from_value(fault_value(&args)) {
+        Ok(f) => f,
+        Err(problems) => {
+            for (key, message) in problems {
+                eprintln!("gameday: inject {}: {key}: {message}", args.kind.key());
+            }
+            return Ok(exit_codes::USAGE);
+        }
     };
-    let socket = current.run_dir.join(SOCKET);
-    let mut stream = UnixStream::connect(&socket)
-        .await
-        .with_context(|| format!("connecting to {}", socket.display()))?;
-    let mut line = serde_json::to_string(&Request { scenario: text })?;
-    line.push('\n');
-    stream.write_all(line.as_bytes()).await?;
-    let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).await?;
-    let response: Response = serde_json::from_str(&reply).context("the supervisor's answer")?;
-    if let Some(e) = response.error {
-        eprintln!("gameday: {} failed: {e}", args.kind);
-        return Ok(exit_codes::ERROR);
-    }
-    println!(
-        "{} ({}) hit: {}",
-        args.kind,
-        response.id.unwrap_or_default(),
-        response.targets.join(", ")
-    );
-    if let Some(s) = response.undo_after_s {
-        println!("It is undone in {s:.0} s (or when the stack stops).");
-    }
-    println!(
-        "Watch: gameday status; events in {}",
-        current.run_dir.join("events.jsonl").display()
-    );
-    Ok(exit_codes::OK)
-}
-
-/// The supervisor's side: serves `inject` requests until `stop`, then
-/// undoes whatever is still active.
-pub async fn serve(
-    platform: &LocalPlatform,
-    events: &EventLog,
-    dir: &Path,
-    stop: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    let path = dir.join(SOCKET);
-    let _ = std::fs::remove_file(&path);
-    let listener =
-        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
-    let rollback = Rollback::default();
-    let mut ends: Vec<(tokio::time::Instant, String)> = Vec::new();
-    loop {
-        ends.sort_by_key(|(t, _)| *t);
-        let next_end = ends.first().map(|(t, _)| *t);
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = async { tokio::time::sleep_until(next_end.unwrap_or_else(tokio::time::Instant::now)).await }, if next_end.is_some() => {
-                let (_, id) = ends.remove(0);
-                rollback.undo(platform, events, &id).await;
-            }
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let (read, mut write) = stream.into_split();
-                let mut line = String::new();
-                if BufReader::new(read).read_line(&mut line).await.is_err() {
-                    continue;
-                }
-                let response = match serde_json::from_str::<Request>(&line)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| parse(&r.scenario))
-                {
-                    Err(e) => Response { id: None, targets: Vec::new(), error: Some(e), undo_after_s: None },
-                    Ok(fault) => match chaos::apply(platform, events, &rollback, &fault).await {
-                        Err(e) => Response { id: None, targets: Vec::new(), error: Some(e.to_string()), undo_after_s: None },
-                        Ok((id, targets)) => {
-                            let lasting = fault.duration.filter(|_| rollback.is_pending(&id));
-                            if let Some(d) = lasting {
-                                ends.push((tokio::time::Instant::now() + d, id.clone()));
-                            }
-                            Response { id: Some(id), targets, error: None, undo_after_s: lasting.map(|d: Duration| d.as_secs_f64()) }
-                        }
-                    },
-                };
-                if let Ok(mut text) = serde_json::to_string(&response) {
-                    text.push('\n');
-                    let _ = write.write_all(text.as_bytes()).await;
-                }
-            }
+    let spec = match super::load_target(args.scenario.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    if let Some(spec) = &spec {
+        if let Support::No { why } = platform::supports(spec, &fault) {
+            eprintln!(
+                "gameday: the {} platform cannot {}: {why}",
+                spec.name(),
+                args.kind.key()
+            );
+            return Ok(exit_codes::USAGE);
+        }
+        if !super::confirm(spec, args.yes) {
+            return Ok(exit_codes::ERROR);
         }
     }
-    rollback.run_all(platform, events).await;
-    let _ = std::fs::remove_file(&path);
-    Ok(())
+    match platform::open(spec.as_ref()).await? {
+        Attached::Supervisor => {
+            let injected = match Attached::send_to_supervisor(&fault).await {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("gameday: {e}");
+                    return Ok(exit_codes::ERROR);
+                }
+            };
+            print_hit(args.kind.key(), &injected);
+            if let Some(s) = injected.undo_after_s {
+                println!("It is undone in {s:.0} s (or when the stack stops).");
+            }
+            println!("Watch: gameday status; events in the stack's events.jsonl");
+            Ok(exit_codes::OK)
+        }
+        Attached::Direct(platform) => {
+            let events = EventLog::new(None)?;
+            let rollback = chaos::Rollback::default();
+            let applied = chaos::apply(&*platform, &events, &rollback, &fault).await;
+            let code = match applied {
+                Err(e) => {
+                    eprintln!("gameday: {e}");
+                    exit_codes::ERROR
+                }
+                Ok(injected) => {
+                    print_hit(args.kind.key(), &injected);
+                    if let Some(s) = injected.undo_after_s {
+                        println!("Holding it for {s:.0} s; Ctrl-C undoes it now.");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs_f64(s)) => {}
+                            _ = tokio::signal::ctrl_c() => {}
+                        }
+                    }
+                    exit_codes::OK
+                }
+            };
+            rollback.run_all(&*platform, &events).await;
+            platform.shutdown().await;
+            Ok(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{BlastRadius, FaultKind};
+
+    fn args(kind: Kind) -> InjectArgs {
+        InjectArgs {
+            kind,
+            service: None,
+            count: None,
+            percent: None,
+            max: None,
+            zone: None,
+            graceful: false,
+            duration: None,
+            no_rebuild: false,
+            scenario: None,
+            yes: false,
+        }
+    }
+
+    #[test]
+    fn arguments_become_a_fault_validated_like_a_scenario_s() {
+        let mut a = args(Kind::KillPod);
+        a.service = Some("cart".into());
+        a.percent = Some("50%".into());
+        a.max = Some(2);
+        let f = Fault::from_value(fault_value(&a)).unwrap();
+        assert_eq!(
+            f.kind,
+            FaultKind::KillPod {
+                service: "cart".into(),
+                radius: BlastRadius::Percent {
+                    percent: 50.0,
+                    max: Some(2)
+                },
+                graceful: false
+            }
+        );
+        // No service: refused with the key, as in a scenario.
+        let e = Fault::from_value(fault_value(&args(Kind::KillPod))).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|(k, m)| k.contains("kill-pod") && m.contains("service")),
+            "{e:?}"
+        );
+        let mut d = args(Kind::RestartCache);
+        d.duration = Some("soon".into());
+        let e = Fault::from_value(fault_value(&d)).unwrap_err();
+        assert_eq!(e[0].0, "duration", "{e:?}");
+    }
 }

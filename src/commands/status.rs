@@ -1,23 +1,35 @@
-//! `gameday status`: what runs where, from the stack's status file, with each
-//! process group's resident memory and the stack's total.
+//! `gameday status [--json] [--scenario FILE]`: what runs where (instances,
+//! replicas, infrastructure), with each one's resident memory where the
+//! platform can tell.
 
-use std::collections::BTreeSet;
+use std::path::Path;
 
-use crate::{
-    exit_codes,
-    platform::local::{process::group_rss_kib, stacks},
-};
+use crate::{exit_codes, platform};
 
-fn mib(pid: Option<u32>) -> f64 {
-    pid.map_or(0.0, |p| group_rss_kib(p) as f64 / 1024.0)
+fn state(ready: bool, serving: bool) -> &'static str {
+    match (ready, serving) {
+        (_, true) => "serving",
+        (true, false) => "ready",
+        (false, false) => "starting",
+    }
 }
 
-fn pid_text(pid: Option<u32>) -> String {
-    pid.map(|p| p.to_string()).unwrap_or_default()
+fn details(d: &std::collections::BTreeMap<String, serde_json::Value>) -> String {
+    d.iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k} {s}"),
+            other => format!("{k} {other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-pub fn run(json: bool) -> anyhow::Result<i32> {
-    let Some(current) = stacks::read_current() else {
+pub async fn run(json: bool, scenario: Option<&Path>) -> anyhow::Result<i32> {
+    let spec = match super::load_target(scenario) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let Some(report) = platform::status(spec.as_ref()).await? else {
         if json {
             println!("null");
         } else {
@@ -25,70 +37,62 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
         }
         return Ok(exit_codes::OK);
     };
-    let Some(status) = current.status() else {
-        anyhow::bail!(
-            "the stack in {} has no status file yet",
-            current.run_dir.display()
-        );
-    };
+    let inv = &report.inventory;
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        println!("{}", serde_json::to_string_pretty(inv)?);
         return Ok(exit_codes::OK);
     }
-    let alive = current.supervisor_alive();
-    println!(
-        "Stack in {} (supervisor pid {}{})",
-        current.run_dir.display(),
-        current.supervisor_pid,
-        if alive {
-            ""
-        } else {
-            ", NOT RUNNING: run `gameday down` to clean up"
-        }
-    );
-    println!("Storefront: {}", status.entry_url);
+    println!("{}", report.heading);
+    println!("Storefront: {}", inv.entry_url);
     println!("\nInstances:");
-    for i in &status.instances {
-        println!("  {:<6} {:<12} {:?}", i.name, i.address, i.state);
+    for i in &inv.instances {
+        let state = serde_json::to_value(i.state)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        println!(
+            "  {:<20} {:<14} {:<12} {state}{}",
+            i.name,
+            i.address.as_deref().unwrap_or("-"),
+            i.zone.as_deref().unwrap_or(""),
+            match i.healthy {
+                Some(true) => ", healthy",
+                Some(false) => ", UNHEALTHY",
+                None => "",
+            }
+        );
     }
     let mut total = 0.0;
+    let mut mib = |u: Option<platform::Usage>| {
+        let m = u.map_or(0.0, |u| u.rss_mb);
+        total += m;
+        u.map_or("      -".to_string(), |u| format!("{:>6.1} MiB", u.rss_mb))
+    };
     println!("\nReplicas:");
-    for r in &status.replicas {
-        let state = if r.serving {
-            "serving"
-        } else if r.ready {
-            "ready"
-        } else {
-            "starting"
-        };
-        let rss = mib(r.pid);
-        total += rss;
+    for r in &inv.replicas {
         println!(
-            "  {:<12} {:<10} {:<6} {:<24} pid {:<8} {rss:>6.1} MiB  {state}",
+            "  {:<14} {:<10} {:<8} {:<24} {} {:<8} {}",
             r.name,
             r.service,
-            r.instance,
-            r.url,
-            pid_text(r.pid)
+            r.instance.as_deref().unwrap_or("-"),
+            r.url.as_deref().unwrap_or("-"),
+            mib(r.usage),
+            state(r.ready, r.serving),
+            details(&r.details)
         );
     }
     println!("\nInfrastructure:");
-    let mut counted = BTreeSet::new();
-    for i in &status.infra {
-        // The writer endpoint is HAProxy too: count its memory once.
-        let rss = if i.pid.is_some_and(|p| counted.insert(p)) {
-            mib(i.pid)
-        } else {
-            0.0
-        };
-        total += rss;
+    for c in &inv.infra {
         println!(
-            "  {:<16} {:<22} pid {:<8} {rss:>6.1} MiB",
-            i.name,
-            i.address,
-            pid_text(i.pid)
+            "  {:<16} {:<22} {} {}",
+            c.name,
+            c.address.as_deref().unwrap_or("-"),
+            mib(c.usage),
+            details(&c.details)
         );
     }
-    println!("\nResident memory of the whole stack: {total:.0} MiB");
+    if total > 0.0 {
+        println!("\nResident memory of the whole stack: {total:.0} MiB");
+    }
     Ok(exit_codes::OK)
 }

@@ -4,7 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::platform::local::process::cpu_seconds;
+/// CPU time (user + system) this process has used, in seconds.
+pub fn own_cpu_seconds() -> Option<f64> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some(secs(usage.user_time()) + secs(usage.system_time()))
+}
 
 /// CPU above this share of the machine, for this many seconds, is saturation.
 pub const SATURATED_CPU_SHARE: f64 = 0.85;
@@ -51,7 +57,7 @@ impl Monitor {
     /// that `count` (inside the measured window) judge saturation.
     pub fn sample_cpu(&mut self, count: bool) -> Option<f64> {
         let now = Instant::now();
-        let cpu = cpu_seconds(std::process::id())?;
+        let cpu = own_cpu_seconds()?;
         let percent = self.last.map(|(before, at)| {
             100.0 * (cpu - before) / now.duration_since(at).as_secs_f64().max(0.001)
         });

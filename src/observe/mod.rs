@@ -8,15 +8,47 @@
 //! - scale-outs: autoscaling signal crossed to the added replicas serving;
 //! - failover downtime: the prober's first failed write to its next good one.
 
+pub mod audit;
 pub mod prober;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    events::Event,
+    events::{Event, EventKind},
     record::SecondRow,
-    report::{FaultSummary, ScaleOut},
 };
+
+/// What one injected fault did to the shoppers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultSummary {
+    /// The fault's id in the run's events (`f1`, ...).
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub targets: Vec<String>,
+    pub injected_at_s: Option<f64>,
+    /// When its action was over (or it was undone).
+    #[serde(default)]
+    pub ended_at_s: Option<f64>,
+    pub first_error_at_s: Option<f64>,
+    pub recovered_at_s: Option<f64>,
+    pub recovery_s: Option<f64>,
+    pub errors: Option<u64>,
+}
+
+/// One upward scaling decision and how long its capacity took to serve.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScaleOut {
+    pub service: String,
+    pub from: u32,
+    pub to: u32,
+    pub signal_at_s: f64,
+    pub ready_at_s: Option<f64>,
+    pub duration_s: Option<f64>,
+}
 
 /// How recovery is judged: a second is good when at least `threshold` of
 /// its requests succeeded; recovered once `settle_s` good seconds follow in
@@ -43,6 +75,17 @@ fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// When each fault's action ended, by fault id.
+fn fault_ends(events: &[Event]) -> BTreeMap<&str, u64> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::FaultEnded { id, .. } => Some((id.as_str(), e.t_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// One summary per injected fault, in injection order.
 pub fn faults(events: &[Event], seconds: &[SecondRow], rule: RecoveryRule) -> Vec<FaultSummary> {
     let by_t: BTreeMap<u64, &SecondRow> = seconds.iter().map(|r| (r.t, r)).collect();
@@ -53,41 +96,47 @@ pub fn faults(events: &[Event], seconds: &[SecondRow], rule: RecoveryRule) -> Ve
                 || (r.requests() - r.failed()) as f64 / r.requests() as f64 >= rule.threshold
         })
     };
-    let ended: BTreeMap<&str, u64> = events
+    let ended = fault_ends(events);
+    let injected: Vec<(u64, &str, &str, &str, &[String])> = events
         .iter()
-        .filter(|e| e.kind == "fault.ended")
-        .filter_map(|e| Some((e.fields["id"].as_str()?, e.t_ms)))
+        .filter_map(|e| match &e.kind {
+            EventKind::FaultInjected {
+                id,
+                name,
+                kind,
+                targets,
+                ..
+            } => Some((
+                e.t_ms,
+                id.as_str(),
+                name.as_str(),
+                kind.as_str(),
+                targets.as_slice(),
+            )),
+            _ => None,
+        })
         .collect();
-    let injected_ms: Vec<u64> = events
+    injected
         .iter()
-        .filter(|e| e.kind == "fault.injected")
-        .map(|e| e.t_ms)
-        .collect();
-    events
-        .iter()
-        .filter(|e| e.kind == "fault.injected")
-        .map(|e| {
-            let f = &e.fields;
-            let injected = secs(e.t_ms);
+        .map(|&(t_ms, id, name, kind, targets)| {
+            let at = secs(t_ms);
             // Seconds are whole: the injection's own second counts.
-            let start = e.t_ms / 1000;
-            let end_ms = f["id"]
-                .as_str()
-                .and_then(|id| ended.get(id))
-                .copied()
-                .unwrap_or(e.t_ms);
+            let start = t_ms / 1000;
+            let end_ms = ended.get(id).copied();
+            let action_end_ms = end_ms.unwrap_or(t_ms);
             // Errors after the next fault's injection are that fault's.
-            let next_s = injected_ms
+            let next_s = injected
                 .iter()
-                .find(|t| **t > e.t_ms)
+                .map(|i| i.0)
+                .find(|t| *t > t_ms)
                 .map_or(u64::MAX, |t| (t / 1000).saturating_sub(1).max(start));
             let first_bad =
                 (start..=(start + rule.horizon_s).min(last_t).min(next_s)).find(|t| !good(*t));
             let (first_error_at_s, recovered_at_s, errors) = match first_bad {
-                None => (None, Some(injected.max(secs(end_ms))), Some(0)),
+                None => (None, Some(at.max(secs(action_end_ms))), Some(0)),
                 Some(bad) => {
                     let recovered = (bad + 1..=last_t)
-                        .filter(|s| s * 1000 >= end_ms)
+                        .filter(|s| s * 1000 >= action_end_ms)
                         // Good for the settle window, or until the run ended.
                         .find(|s| (*s..*s + rule.settle_s).all(|t| t > last_t || good(t)));
                     let until = recovered.unwrap_or(last_t + 1);
@@ -96,27 +145,22 @@ pub fn faults(events: &[Event], seconds: &[SecondRow], rule: RecoveryRule) -> Ve
                         .map(|r| r.failed())
                         .sum();
                     (
-                        Some((bad as f64).max(injected)),
+                        Some((bad as f64).max(at)),
                         recovered.map(|s| s as f64),
                         Some(errors),
                     )
                 }
             };
             FaultSummary {
-                name: f["name"].as_str().unwrap_or_default().to_string(),
-                kind: f["kind"].as_str().unwrap_or_default().to_string(),
-                targets: f["targets"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|t| t.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                injected_at_s: Some(injected),
+                id: id.to_string(),
+                name: name.to_string(),
+                kind: kind.to_string(),
+                targets: targets.to_vec(),
+                injected_at_s: Some(at),
+                ended_at_s: end_ms.map(secs),
                 first_error_at_s,
                 recovered_at_s,
-                recovery_s: recovered_at_s.map(|r| (r - injected).max(0.0)),
+                recovery_s: recovered_at_s.map(|r| (r - at).max(0.0)),
                 errors,
             }
         })
@@ -124,16 +168,15 @@ pub fn faults(events: &[Event], seconds: &[SecondRow], rule: RecoveryRule) -> Ve
 }
 
 /// Each upward autoscaling decision: from the signal crossing its target
-/// (the latest `autoscale.signal` of that service before the decision) to
-/// the last of the added replicas serving.
+/// (the latest scaling signal of that service before the decision) to the
+/// last of the added replicas or instances serving.
 pub fn scale_outs(events: &[Event]) -> Vec<ScaleOut> {
     let mut out = Vec::new();
     for (i, e) in events.iter().enumerate() {
-        if e.kind != "autoscale.decision" {
-            continue;
-        }
-        let service = e.fields["service"].as_str().unwrap_or_default();
-        let (Some(from), Some(to)) = (e.fields["from"].as_u64(), e.fields["to"].as_u64()) else {
+        let EventKind::ScalingDecision {
+            service, from, to, ..
+        } = &e.kind
+        else {
             continue;
         };
         if to <= from {
@@ -142,17 +185,26 @@ pub fn scale_outs(events: &[Event]) -> Vec<ScaleOut> {
         let signal_ms = events[..i]
             .iter()
             .rev()
-            .find(|s| s.kind == "autoscale.signal" && s.fields["service"] == service)
+            .find(|s| matches!(&s.kind, EventKind::ScalingSignal { service: s2, .. } if s2 == service))
             .map_or(e.t_ms, |s| s.t_ms);
-        // The replicas started for this decision, then when each served.
+        // The units started for this decision, then when each served.
         let started: Vec<&str> = events[i..]
             .iter()
-            .filter(|s| {
-                s.kind == "replica.started"
-                    && s.fields["service"] == service
-                    && s.fields["scale_out"] == true
+            .filter_map(|s| match &s.kind {
+                EventKind::ReplicaStarted {
+                    service: s2,
+                    replica,
+                    scale_out: true,
+                    ..
+                } if s2 == service => Some(replica.as_str()),
+                EventKind::InstanceLaunching {
+                    instance,
+                    group: Some(g),
+                    scale_out: true,
+                    ..
+                } if g == service => Some(instance.as_str()),
+                _ => None,
             })
-            .filter_map(|s| s.fields["replica"].as_str())
             .take((to - from) as usize)
             .collect();
         let serving: Vec<u64> = started
@@ -160,7 +212,11 @@ pub fn scale_outs(events: &[Event]) -> Vec<ScaleOut> {
             .filter_map(|name| {
                 events[i..]
                     .iter()
-                    .find(|s| s.kind == "replica.serving" && s.fields["replica"] == *name)
+                    .find(|s| match &s.kind {
+                        EventKind::ReplicaServing { replica, .. } => replica == name,
+                        EventKind::InstanceServing { instance, .. } => instance == name,
+                        _ => false,
+                    })
                     .map(|s| s.t_ms)
             })
             .collect();
@@ -168,9 +224,9 @@ pub fn scale_outs(events: &[Event]) -> Vec<ScaleOut> {
             .then(|| serving.iter().copied().max())
             .flatten();
         out.push(ScaleOut {
-            service: service.to_string(),
-            from: from as u32,
-            to: to as u32,
+            service: service.clone(),
+            from: *from,
+            to: *to,
             signal_at_s: secs(signal_ms),
             ready_at_s: ready_ms.map(secs),
             duration_s: ready_ms.map(|r| secs(r.saturating_sub(signal_ms))),
@@ -181,28 +237,61 @@ pub fn scale_outs(events: &[Event]) -> Vec<ScaleOut> {
 
 /// Replicas serving per service over time, from the events: (seconds, count).
 pub fn replicas_over_time(events: &[Event]) -> BTreeMap<String, Vec<(f64, f64)>> {
-    let mut serving: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut serving: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut out: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for e in events {
-        let (Some(service), Some(replica)) =
-            (e.fields["service"].as_str(), e.fields["replica"].as_str())
-        else {
-            continue;
+        let (service, replica, up) = match &e.kind {
+            EventKind::ReplicaServing { service, replica } => (service, replica, true),
+            EventKind::ReplicaExited {
+                service, replica, ..
+            }
+            | EventKind::ReplicaKilled {
+                service, replica, ..
+            }
+            | EventKind::ReplicaStopping {
+                service, replica, ..
+            }
+            | EventKind::ReplicaStopped {
+                service, replica, ..
+            } => (service, replica, false),
+            _ => continue,
         };
-        let set = serving.entry(service.to_string()).or_default();
-        let changed = match e.kind.as_str() {
-            "replica.serving" => set.insert(replica.to_string()),
-            "replica.exited" | "replica.killed" | "replica.stopping" | "replica.stopped"
-            | "replica.lost" => set.remove(replica),
-            _ => false,
+        let set = serving.entry(service.clone()).or_default();
+        let changed = if up {
+            set.insert(replica.clone())
+        } else {
+            set.remove(replica)
         };
         if changed {
-            out.entry(service.to_string())
+            out.entry(service.clone())
                 .or_default()
-                .push((secs(e.t_ms), set.len() as f64));
+                .push((e.at_s(), set.len() as f64));
         }
     }
     out
+}
+
+/// The longest write outage the prober saw after any database failover
+/// (None without a failover, or without probes).
+pub fn failover_downtime(events: &[Event], probes: &[crate::record::Probe]) -> Option<f64> {
+    let failovers: Vec<u64> = events
+        .iter()
+        .filter(
+            |e| matches!(&e.kind, EventKind::FaultInjected { kind, .. } if kind == "db-failover"),
+        )
+        .map(|e| e.t_ms)
+        .collect();
+    if failovers.is_empty() || probes.is_empty() {
+        return None;
+    }
+    failovers
+        .iter()
+        .enumerate()
+        .map(|(i, from)| {
+            let until = failovers.get(i + 1).copied().unwrap_or(u64::MAX);
+            prober::write_downtime(probes, *from, until)
+        })
+        .try_fold(0.0f64, |m, d| d.map(|d| m.max(d)))
 }
 
 #[cfg(test)]
@@ -212,12 +301,9 @@ mod tests {
     use super::*;
     use crate::record::StepRow;
 
+    /// An event as it reads back from `events.jsonl`.
     fn ev(t_ms: u64, kind: &str, fields: serde_json::Value) -> Event {
-        Event {
-            t_ms,
-            kind: kind.into(),
-            fields,
-        }
+        serde_json::from_value(json!({"t_ms": t_ms, "kind": kind, "fields": fields})).unwrap()
     }
 
     fn row(t: u64, requests: u64, failed: u64) -> SecondRow {

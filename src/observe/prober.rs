@@ -15,7 +15,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -23,26 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     errors::{Error, Result},
     events::EventLog,
+    record::{Probe, ProbePath},
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProbePath {
-    Read,
-    Write,
-}
-
-/// One line of `probe.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Probe {
-    /// When the check was sent, ms on the run's clock.
-    pub t_ms: u64,
-    pub path: ProbePath,
-    pub ok: bool,
-    pub ms: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 pub struct Prober {
     pub entry: String,
@@ -144,19 +125,6 @@ impl Prober {
             let _ = out.flush();
         }))
     }
-}
-
-pub fn read_probes(dir: &Path) -> Vec<Probe> {
-    std::fs::read_to_string(dir.join("probe.jsonl"))
-        .map(|text| {
-            let mut v: Vec<Probe> = text
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            v.sort_by_key(|p| p.t_ms);
-            v
-        })
-        .unwrap_or_default()
 }
 
 /// Share of checks that succeeded (None without checks).

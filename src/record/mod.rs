@@ -7,6 +7,7 @@
 //! standard HdrHistogram interval-log format), so a run that crashes keeps
 //! everything up to its last second.
 
+pub mod probes;
 pub mod timeline;
 
 use std::{
@@ -20,7 +21,13 @@ use std::{
 
 use hdrhistogram::Histogram;
 
+pub use probes::{Probe, ProbePath, read_probes};
 pub use timeline::{SecondRow, StepRow, Timeline, TimelineWriter, read_timeline};
+
+/// The version of the run directory's layout (`run.json` `format`): 1 was
+/// written before events were typed; 2 has typed events and fault ids.
+/// `gameday report` reads both.
+pub const FORMAT: u32 = 2;
 
 /// Latencies are recorded in microseconds, from 1 µs to 5 minutes, 3 significant digits.
 pub const MAX_LATENCY_US: u64 = 300_000_000;

@@ -197,7 +197,7 @@ pub struct Timeline {
     /// `events.jsonl` (faults, replicas, scaling, stop conditions).
     pub events: Vec<crate::events::Event>,
     /// `probe.jsonl`: the prober's checks.
-    pub probes: Vec<crate::observe::prober::Probe>,
+    pub probes: Vec<super::Probe>,
 }
 
 impl Timeline {
@@ -262,7 +262,7 @@ pub fn read_timeline(dir: &Path) -> Result<Timeline> {
         histograms,
         // A run that crashed early may have neither file.
         events: crate::events::read_events(&dir.join("events.jsonl")).unwrap_or_default(),
-        probes: crate::observe::prober::read_probes(dir),
+        probes: super::read_probes(dir),
     })
 }
 

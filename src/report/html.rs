@@ -12,7 +12,7 @@ use super::{
     },
 };
 use crate::{
-    events::Event,
+    events::{Event, EventKind},
     record::{Timeline, timeline::OVERALL},
     scenario::{Percentile, Scenario},
     slo::{Verdict, millis, percent},
@@ -43,28 +43,14 @@ const SMALL: (u32, u32) = (515, 220);
 
 /// Fault windows and markers: each fault is shaded from its injection to
 /// its recovery (or the end of its action, or of the run, whichever is
-/// known); upward `autoscale.decision` events and `stop.fired` are markers.
+/// known); upward scaling decisions and a fired stop rule are markers.
 pub fn marks(faults: &[FaultSummary], events: &[Event], end_s: f64) -> Marks {
     let mut marks = Marks::default();
-    let ended: std::collections::BTreeMap<&str, f64> = events
-        .iter()
-        .filter(|e| e.kind == "fault.ended")
-        .filter_map(|e| Some((e.fields["id"].as_str()?, e.t_ms as f64 / 1000.0)))
-        .collect();
-    let injected_ids: Vec<(f64, &str)> = events
-        .iter()
-        .filter(|e| e.kind == "fault.injected")
-        .filter_map(|e| Some((e.t_ms as f64 / 1000.0, e.fields["id"].as_str()?)))
-        .collect();
     for f in faults {
         let Some(from) = f.injected_at_s else {
             continue;
         };
-        let action_end = injected_ids
-            .iter()
-            .find(|(t, _)| (*t - from).abs() < 1e-9)
-            .and_then(|(_, id)| ended.get(id).copied());
-        let to = match (f.recovered_at_s, action_end) {
+        let to = match (f.recovered_at_s, f.ended_at_s) {
             (Some(r), Some(a)) => r.max(a),
             (Some(r), None) => r,
             (None, _) => end_s,
@@ -80,25 +66,16 @@ pub fn marks(faults: &[FaultSummary], events: &[Event], end_s: f64) -> Marks {
         });
     }
     for e in events {
-        let at_s = e.t_ms as f64 / 1000.0;
-        match e.kind.as_str() {
-            "autoscale.decision" => {
-                let (from, to) = (e.fields["from"].as_u64(), e.fields["to"].as_u64());
-                if let (Some(from), Some(to)) = (from, to)
-                    && to > from
-                {
-                    marks.markers.push(Marker {
-                        at_s,
-                        label: format!(
-                            "{} {from}→{to}",
-                            e.fields["service"].as_str().unwrap_or_default()
-                        ),
-                    });
-                }
-            }
-            "stop.fired" => marks.markers.push(Marker {
-                at_s,
-                label: format!("stopped: {}", e.fields["rule"].as_str().unwrap_or_default()),
+        match &e.kind {
+            EventKind::ScalingDecision {
+                service, from, to, ..
+            } if to > from => marks.markers.push(Marker {
+                at_s: e.at_s(),
+                label: format!("{service} {from}→{to}"),
+            }),
+            EventKind::StopFired { rule, .. } => marks.markers.push(Marker {
+                at_s: e.at_s(),
+                label: format!("stopped: {rule}"),
             }),
             _ => {}
         }

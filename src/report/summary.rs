@@ -3,13 +3,15 @@
 //! faults, scale-outs, orders and the load generator's health. Figures that
 //! were not measured are null.
 
-use std::{collections::BTreeMap, ops::Range};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::observe::{FaultSummary, ScaleOut, audit::Orders};
 use crate::{
+    events::EventKind,
     record::{Timeline, timeline::OVERALL},
-    scenario::{Percentile, Scenario, Stage},
+    scenario::{Percentile, Scenario},
     slo::{self, Figures, SloResult, Verdict},
 };
 
@@ -40,36 +42,6 @@ pub struct StepSummary {
     pub latency_ms: Latency,
     pub latency_corrected_ms: Latency,
     pub errors: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FaultSummary {
-    pub name: String,
-    pub kind: String,
-    pub targets: Vec<String>,
-    pub injected_at_s: Option<f64>,
-    pub first_error_at_s: Option<f64>,
-    pub recovered_at_s: Option<f64>,
-    pub recovery_s: Option<f64>,
-    pub errors: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ScaleOut {
-    pub service: String,
-    pub from: u32,
-    pub to: u32,
-    pub signal_at_s: f64,
-    pub ready_at_s: Option<f64>,
-    pub duration_s: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Orders {
-    pub accepted: Option<u64>,
-    pub dispatched: Option<u64>,
-    pub lost: Option<u64>,
-    pub duplicated: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -113,6 +85,19 @@ pub struct Summary {
 /// What the run knows beyond the timeline (saved as run.json).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunInfo {
+    /// The run directory's layout version (absent: 1, before events were
+    /// typed).
+    #[serde(default = "format_one")]
+    pub format: u32,
+    /// The platform the run was on.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// Why the orders were not audited, when they were not.
+    #[serde(default)]
+    pub not_audited: Option<String>,
+    /// Ctrl-C or SIGTERM stopped the run.
+    #[serde(default)]
+    pub interrupted: bool,
     /// The second of the run's clock at which the load started.
     #[serde(default)]
     pub load_started_s: u64,
@@ -127,22 +112,8 @@ pub struct RunInfo {
     pub aborted_by: Option<String>,
 }
 
-/// The measured window: a first stage that ramps up from zero and a last
-/// stage that ramps down to zero are excluded.
-pub fn measured_window(stages: &[Stage]) -> Range<u64> {
-    let mut start = 0;
-    let mut end: u64 = stages.iter().map(|s| s.over.as_secs()).sum();
-    if stages.len() > 1 {
-        if stages[0].users > 0 {
-            start = stages[0].over.as_secs();
-        }
-        if let Some(last) = stages.last()
-            && last.users == 0
-        {
-            end = end.saturating_sub(last.over.as_secs());
-        }
-    }
-    start..end.max(start + 1)
+fn format_one() -> u32 {
+    1
 }
 
 fn latency(h: Option<&hdrhistogram::Histogram<u64>>) -> Latency {
@@ -175,7 +146,7 @@ fn by_percentile(l: &Latency) -> BTreeMap<Percentile, f64> {
 }
 
 pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Summary {
-    let window = measured_window(&scenario.load.stages);
+    let window = scenario.load.measured_window();
     let window = window.start + info.load_started_s..window.end + info.load_started_s;
     let rows: Vec<_> = timeline
         .seconds
@@ -222,12 +193,7 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
         })
         .collect();
 
-    let orders = info.orders.clone().unwrap_or(Orders {
-        accepted: None,
-        dispatched: None,
-        lost: None,
-        duplicated: None,
-    });
+    let orders = info.orders.clone().unwrap_or_default();
     let rule = crate::observe::RecoveryRule {
         threshold: scenario.slo.availability.map_or(0.99, |a| a.min(0.99)),
         ..Default::default()
@@ -235,7 +201,7 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
     let faults = crate::observe::faults(&timeline.events, &timeline.seconds, rule);
     let scale_outs = crate::observe::scale_outs(&timeline.events);
     let uptime = crate::observe::prober::uptime(&timeline.probes);
-    let failover_downtime_s = failover_downtime(&timeline.events, &timeline.probes);
+    let failover_downtime_s = crate::observe::failover_downtime(&timeline.events, &timeline.probes);
     let run_end_s = timeline.seconds.last().map_or(0.0, |r| (r.t + 1) as f64);
     let figures = Figures {
         availability,
@@ -293,41 +259,13 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
         faults_not_injected: timeline
             .events
             .iter()
-            .filter(|e| e.kind == "fault.failed")
-            .map(|e| {
-                format!(
-                    "{}: {}",
-                    e.fields["name"].as_str().unwrap_or_default(),
-                    e.fields["error"].as_str().unwrap_or_default()
-                )
+            .filter_map(|e| match &e.kind {
+                EventKind::FaultFailed { name, error, .. } => Some(format!("{name}: {error}")),
+                _ => None,
             })
             .chain(info.faults_not_injected)
             .collect(),
     }
-}
-
-/// The longest write outage the prober saw after any database failover
-/// (None without a failover, or without probes).
-fn failover_downtime(
-    events: &[crate::events::Event],
-    probes: &[crate::observe::prober::Probe],
-) -> Option<f64> {
-    let failovers: Vec<u64> = events
-        .iter()
-        .filter(|e| e.kind == "fault.injected" && e.fields["kind"] == "db-failover")
-        .map(|e| e.t_ms)
-        .collect();
-    if failovers.is_empty() || probes.is_empty() {
-        return None;
-    }
-    failovers
-        .iter()
-        .enumerate()
-        .map(|(i, from)| {
-            let until = failovers.get(i + 1).copied().unwrap_or(u64::MAX);
-            crate::observe::prober::write_downtime(probes, *from, until)
-        })
-        .try_fold(0.0f64, |m, d| d.map(|d| m.max(d)))
 }
 
 /// The largest figure, or None when any is unmeasured (or there are none).

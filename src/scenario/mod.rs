@@ -12,6 +12,7 @@
 
 pub mod locate;
 mod raw;
+mod stop_rule;
 pub mod target;
 
 use std::{
@@ -21,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-pub use target::{Autoscale, Topology};
+pub use target::{Autoscale, AwsDatabase, AwsTarget, KubernetesTarget, PlatformSpec, Topology};
 
 use locate::{KeyIndex, Position};
 
@@ -32,7 +33,7 @@ pub const MAX_FILE_BYTES: u64 = 1 << 20;
 pub struct Scenario {
     pub name: String,
     pub description: Option<String>,
-    pub target: Topology,
+    pub target: PlatformSpec,
     pub load: Load,
     pub faults: Vec<Fault>,
     pub stop_when: Vec<StopRule>,
@@ -71,7 +72,7 @@ impl Journey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fault {
     pub name: String,
     pub kind: FaultKind,
@@ -80,14 +81,22 @@ pub struct Fault {
     pub duration: Option<Duration>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
     KillPod {
         service: String,
         radius: BlastRadius,
+        /// Let the replica stop on its own terms (SIGTERM, the pod's grace
+        /// period) instead of killing it outright.
+        #[serde(default)]
+        graceful: bool,
     },
     TerminateInstance {
         radius: BlastRadius,
+        /// Only instances in this availability zone.
+        #[serde(default)]
+        zone: Option<String>,
     },
     DbFailover {
         rebuild_standby: bool,
@@ -106,10 +115,21 @@ impl FaultKind {
             FaultKind::RestartBroker => "restart-broker",
         }
     }
+
+    /// How many targets it hits, for the kinds that pick some.
+    pub fn radius(&self) -> Option<&BlastRadius> {
+        match self {
+            FaultKind::KillPod { radius, .. } | FaultKind::TerminateInstance { radius, .. } => {
+                Some(radius)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How many targets a fault hits.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BlastRadius {
     Count(u32),
     /// A share of the candidates (rounded up), never more than `max`.
@@ -133,7 +153,8 @@ impl BlastRadius {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Schedule {
     At(Duration),
     Every {
@@ -258,7 +279,30 @@ pub struct Slo {
     pub lost_orders: Option<u64>,
 }
 
+/// The measured window: a first stage that ramps up from zero and a last
+/// stage that ramps down to zero are excluded.
+pub fn measured_window(stages: &[Stage]) -> std::ops::Range<u64> {
+    let mut start = 0;
+    let mut end: u64 = stages.iter().map(|s| s.over.as_secs()).sum();
+    if stages.len() > 1 {
+        if stages[0].users > 0 {
+            start = stages[0].over.as_secs();
+        }
+        if let Some(last) = stages.last()
+            && last.users == 0
+        {
+            end = end.saturating_sub(last.over.as_secs());
+        }
+    }
+    start..end.max(start + 1)
+}
+
 impl Load {
+    /// Seconds after the load started that the figures are computed over.
+    pub fn measured_window(&self) -> std::ops::Range<u64> {
+        measured_window(&self.stages)
+    }
+
     pub fn length(&self) -> Duration {
         self.stages.iter().map(|s| s.over).sum()
     }
@@ -320,37 +364,35 @@ impl ScenarioErrors {
 
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioErrors> {
-        let one = |message: String| ScenarioErrors::one(path, None, message);
-        let size = std::fs::metadata(path)
-            .map_err(|e| one(format!("cannot read: {e}")))?
-            .len();
-        if size > MAX_FILE_BYTES {
-            return Err(one(format!(
-                "{size} bytes: a scenario file may be at most {MAX_FILE_BYTES} bytes"
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| one(format!("cannot read: {e}")))?;
-        Self::parse(path, &text)
+        Self::load_with(path, |_| Vec::new())
+    }
+
+    /// Loads a scenario, then runs `check` on it (the platform's own
+    /// judgement of its faults): its problems, (key path, message), are
+    /// located in the file like any other.
+    pub fn load_with(
+        path: &Path,
+        check: impl FnOnce(&Scenario) -> Vec<(String, String)>,
+    ) -> Result<Scenario, ScenarioErrors> {
+        let text = read_limited(path)?;
+        Self::parse_with(path, &text, check)
     }
 
     /// Parses and validates scenario text; `file` is only for messages.
     pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioErrors> {
+        Self::parse_with(file, text, |_| Vec::new())
+    }
+
+    pub fn parse_with(
+        file: &Path,
+        text: &str,
+        check: impl FnOnce(&Scenario) -> Vec<(String, String)>,
+    ) -> Result<Scenario, ScenarioErrors> {
         let index = KeyIndex::build(text)
             .map_err(|(position, message)| ScenarioErrors::one(file, position, message))?;
-        let raw: raw::RawScenario = serde_yaml_ng::from_str(text).map_err(|e| {
-            let position = e.location().map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            });
-            let message = e.to_string();
-            // serde_yaml_ng appends " at line L column C"; the position says it.
-            let message = match message.find(" at line ") {
-                Some(i) => message[..i].to_string(),
-                None => message,
-            };
-            ScenarioErrors::one(file, position, message)
-        })?;
-        raw::validate(raw).map_err(|problems| {
+        let raw: raw::RawScenario =
+            serde_yaml_ng::from_str(text).map_err(|e| yaml_error(file, e))?;
+        let located = |problems: Vec<(String, String)>| {
             ScenarioErrors(
                 problems
                     .into_iter()
@@ -362,33 +404,60 @@ impl Scenario {
                     })
                     .collect(),
             )
-        })
+        };
+        let scenario = raw::validate(raw).map_err(located)?;
+        let problems = check(&scenario);
+        if problems.is_empty() {
+            Ok(scenario)
+        } else {
+            Err(located(problems))
+        }
     }
 }
 
-impl Topology {
+fn read_limited(path: &Path) -> Result<String, ScenarioErrors> {
+    let one = |message: String| ScenarioErrors::one(path, None, message);
+    let size = std::fs::metadata(path)
+        .map_err(|e| one(format!("cannot read: {e}")))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(one(format!(
+            "{size} bytes: a scenario file may be at most {MAX_FILE_BYTES} bytes"
+        )));
+    }
+    std::fs::read_to_string(path).map_err(|e| one(format!("cannot read: {e}")))
+}
+
+fn yaml_error(file: &Path, e: serde_yaml_ng::Error) -> ScenarioErrors {
+    let position = e.location().map(|l| Position {
+        line: l.line(),
+        column: l.column(),
+    });
+    let message = e.to_string();
+    // serde_yaml_ng appends " at line L column C"; the position says it.
+    let message = match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message,
+    };
+    ScenarioErrors::one(file, position, message)
+}
+
+impl PlatformSpec {
     /// Reads only the `target` section of a scenario file (what `gameday up`
-    /// needs); the rest of the file is not checked here.
-    pub fn from_scenario_file(path: &Path) -> Result<Topology, ScenarioErrors> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ScenarioErrors::one(path, None, format!("cannot read: {e}")))?;
+    /// and `down` need); the rest of the file is not checked here.
+    pub fn from_scenario_file(path: &Path) -> Result<PlatformSpec, ScenarioErrors> {
+        let text = read_limited(path)?;
         let index = KeyIndex::build(&text)
             .map_err(|(position, message)| ScenarioErrors::one(path, position, message))?;
         #[derive(serde::Deserialize)]
         struct TargetOnly {
             target: Option<target::RawTarget>,
         }
-        let raw: TargetOnly = serde_yaml_ng::from_str(&text).map_err(|e| {
-            let position = e.location().map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            });
-            ScenarioErrors::one(path, position, e.to_string())
-        })?;
+        let raw: TargetOnly = serde_yaml_ng::from_str(&text).map_err(|e| yaml_error(path, e))?;
         let Some(raw) = raw.target else {
-            return Ok(Topology::default());
+            return Ok(PlatformSpec::default());
         };
-        Topology::validate(raw).map_err(|(key, message)| {
+        PlatformSpec::validate(raw).map_err(|(key, message)| {
             ScenarioErrors(vec![ScenarioError {
                 file: path.to_path_buf(),
                 position: index.find(&key),
@@ -396,6 +465,14 @@ impl Topology {
                 message,
             }])
         })
+    }
+}
+
+impl Fault {
+    /// A fault from a YAML value shaped like an entry of a scenario's
+    /// `faults`, validated as a scenario's would be (`gameday inject`).
+    pub fn from_value(value: serde_yaml_ng::Value) -> Result<Fault, Vec<(String, String)>> {
+        raw::fault_from_value(value)
     }
 }
 

@@ -7,11 +7,12 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 use super::{
-    BlastRadius, Fault, FaultKind, Journey, Load, Metric, Op, Percentile, Scenario, Schedule, Slo,
-    Stage, StopRule, parse_duration, parse_percent,
-    target::{RawTarget, Topology},
+    BlastRadius, Fault, FaultKind, Journey, Load, Percentile, Scenario, Schedule, Slo, Stage,
+    StopRule, parse_duration, parse_percent,
+    stop_rule::parse_stop_rule,
+    target::{PlatformSpec, RawTarget},
 };
-use crate::platform::local::shop::SERVICES;
+use crate::shop::SERVICES;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -53,7 +54,7 @@ struct RawFault {
     until: Option<String>,
     duration: Option<String>,
     kill_pod: Option<RawKillPod>,
-    terminate_instance: Option<RawRadius>,
+    terminate_instance: Option<RawTerminate>,
     db_failover: Option<RawDbFailover>,
     restart_cache: Option<RawNothing>,
     restart_broker: Option<RawNothing>,
@@ -66,14 +67,17 @@ struct RawKillPod {
     count: Option<u32>,
     percent: Option<String>,
     max: Option<u32>,
+    #[serde(default)]
+    graceful: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawRadius {
+struct RawTerminate {
     count: Option<u32>,
     percent: Option<String>,
     max: Option<u32>,
+    zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,13 +173,13 @@ pub(crate) fn validate(raw: RawScenario) -> Result<Scenario, Vec<(String, String
     }
     let target = match raw
         .target
-        .map(Topology::validate)
-        .unwrap_or_else(|| Ok(Topology::default()))
+        .map(PlatformSpec::validate)
+        .unwrap_or_else(|| Ok(PlatformSpec::default()))
     {
         Ok(t) => t,
         Err((key, message)) => {
             p.add(key, message);
-            Topology::default()
+            PlatformSpec::default()
         }
     };
     let load = match raw.load {
@@ -190,7 +194,7 @@ pub(crate) fn validate(raw: RawScenario) -> Result<Scenario, Vec<(String, String
         .faults
         .into_iter()
         .enumerate()
-        .filter_map(|(i, f)| validate_fault(&mut p, i, f, length, &target))
+        .filter_map(|(i, f)| validate_fault(&mut p, i, f, length))
         .collect();
     let stop_when: Vec<StopRule> = raw
         .stop_when
@@ -327,13 +331,7 @@ fn radius(
     }
 }
 
-fn validate_fault(
-    p: &mut Problems,
-    i: usize,
-    f: RawFault,
-    length: Duration,
-    target: &Topology,
-) -> Option<Fault> {
+fn validate_fault(p: &mut Problems, i: usize, f: RawFault, length: Duration) -> Option<Fault> {
     let key = format!("faults[{i}]");
     let mut kinds = Vec::new();
     if let Some(k) = f.kill_pod {
@@ -347,11 +345,6 @@ fn validate_fault(
                     SERVICES.join(", ")
                 ),
             );
-        } else if target.initial_replicas(&k.service) == 0 {
-            p.add(
-                format!("{key}.kill-pod.service"),
-                format!("the target runs no {} replica to kill", k.service),
-            );
         }
         if let Some(r) = radius(
             p,
@@ -364,6 +357,7 @@ fn validate_fault(
             kinds.push(FaultKind::KillPod {
                 service: k.service,
                 radius: r,
+                graceful: k.graceful,
             });
         }
     }
@@ -376,7 +370,10 @@ fn validate_fault(
             t.max,
         )
     {
-        kinds.push(FaultKind::TerminateInstance { radius: r });
+        kinds.push(FaultKind::TerminateInstance {
+            radius: r,
+            zone: t.zone.clone(),
+        });
     }
     if let Some(d) = f.db_failover {
         kinds.push(FaultKind::DbFailover {
@@ -457,60 +454,6 @@ fn validate_fault(
     })
 }
 
-/// `<metric> <op> <value> for <duration>`, e.g. `p99 > 2s for 30s`.
-pub fn parse_stop_rule(text: &str) -> Result<StopRule, String> {
-    const FORM: &str =
-        "expected `<metric> <op> <value> for <duration>` such as `error-rate > 20% for 10s`";
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let [metric, op, value, for_word, window] = words[..] else {
-        return Err(format!("{FORM}, got `{text}`"));
-    };
-    if for_word != "for" {
-        return Err(format!("{FORM}, got `{text}`"));
-    }
-    let metric = match metric {
-        "error-rate" => Metric::ErrorRate,
-        "availability" => Metric::Availability,
-        other => Metric::Latency(Percentile::parse(other).filter(|p| *p != Percentile::Max).ok_or_else(|| {
-            format!("unknown metric `{other}` (expected error-rate, availability, p50, p95, p99 or p99.9)")
-        })?),
-    };
-    let op = match op {
-        ">" => Op::Gt,
-        ">=" => Op::Ge,
-        "<" => Op::Lt,
-        "<=" => Op::Le,
-        other => {
-            return Err(format!(
-                "unknown operator `{other}` (expected >, >=, < or <=)"
-            ));
-        }
-    };
-    let value = match metric {
-        Metric::ErrorRate | Metric::Availability => {
-            parse_percent(value)
-                .ok_or_else(|| format!("expected a percentage such as 20%, got `{value}`"))?
-                / 100.0
-        }
-        Metric::Latency(_) => {
-            parse_duration(value)
-                .ok_or_else(|| format!("expected a duration such as 2s, got `{value}`"))?
-                .as_secs_f64()
-                * 1e3
-        }
-    };
-    let window = parse_duration(window)
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("expected a window such as 10s, got `{window}`"))?;
-    Ok(StopRule {
-        text: text.to_string(),
-        metric,
-        op,
-        value,
-        window,
-    })
-}
-
 fn latency_targets(
     p: &mut Problems,
     key: &str,
@@ -571,5 +514,49 @@ fn validate_slo(p: &mut Problems, raw: RawSlo) -> Slo {
         scale_out: dur(p, "slo.scale-out", &raw.scale_out),
         failover_downtime: dur(p, "slo.failover-downtime", &raw.failover_downtime),
         lost_orders: raw.lost_orders,
+    }
+}
+
+/// One fault from a YAML value shaped like an entry of `faults` (what
+/// `gameday inject` builds from its arguments), validated exactly as a
+/// scenario's; problems are (key, message) with keys relative to the fault.
+pub(crate) fn fault_from_value(
+    value: serde_yaml_ng::Value,
+) -> Result<Fault, Vec<(String, String)>> {
+    // A shape error is about the fault's kind when there is one.
+    let kind_key = value
+        .as_mapping()
+        .and_then(|m| {
+            m.keys().filter_map(|k| k.as_str()).find(|k| {
+                [
+                    "kill-pod",
+                    "terminate-instance",
+                    "db-failover",
+                    "restart-cache",
+                    "restart-broker",
+                ]
+                .contains(k)
+            })
+        })
+        .unwrap_or("fault")
+        .to_string();
+    let raw: RawFault =
+        serde_yaml_ng::from_value(value).map_err(|e| vec![(kind_key, e.to_string())])?;
+    let mut p = Problems::default();
+    let fault = validate_fault(&mut p, 0, raw, Duration::ZERO);
+    let problems: Vec<(String, String)> =
+        p.0.into_iter()
+            .map(|(k, m)| {
+                let k = k
+                    .strip_prefix("faults[0].")
+                    .or_else(|| k.strip_prefix("faults[0]"))
+                    .unwrap_or(&k)
+                    .to_string();
+                (if k.is_empty() { "fault".into() } else { k }, m)
+            })
+            .collect();
+    match fault {
+        Some(f) if problems.is_empty() => Ok(f),
+        _ => Err(problems),
     }
 }

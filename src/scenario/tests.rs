@@ -27,7 +27,8 @@ fn the_design_example_is_smoke_yaml_and_it_validates() {
         s.faults[0].kind,
         FaultKind::KillPod {
             service: "cart".into(),
-            radius: BlastRadius::Count(1)
+            radius: BlastRadius::Count(1),
+            graceful: false,
         }
     );
     assert_eq!(s.faults[1].schedule, Schedule::At(Duration::from_secs(35)));
@@ -36,7 +37,10 @@ fn the_design_example_is_smoke_yaml_and_it_validates() {
     assert!((s.slo.availability.unwrap() - 0.999).abs() < 1e-12);
     assert_eq!(s.slo.latency[&Percentile::P99], Duration::from_secs(1));
     assert_eq!(s.slo.lost_orders, Some(0));
-    assert_eq!(s.target.autoscale["catalogue"].max, 4);
+    let PlatformSpec::Local(t) = &s.target else {
+        panic!("local")
+    };
+    assert_eq!(t.autoscale["catalogue"].max, 4);
 }
 
 #[test]
@@ -153,7 +157,7 @@ fn faults_need_one_kind_and_one_schedule() {
 
 #[test]
 fn stop_rules_read_metric_operator_value_and_window() {
-    let r = raw::parse_stop_rule("p99 > 2s for 30s").unwrap();
+    let r = stop_rule::parse_stop_rule("p99 > 2s for 30s").unwrap();
     assert_eq!(
         (r.metric, r.op, r.value, r.window),
         (
@@ -163,7 +167,7 @@ fn stop_rules_read_metric_operator_value_and_window() {
             Duration::from_secs(30)
         )
     );
-    let r = raw::parse_stop_rule("availability < 99% for 1m").unwrap();
+    let r = stop_rule::parse_stop_rule("availability < 99% for 1m").unwrap();
     assert_eq!(
         (r.metric, r.op, r.window),
         (Metric::Availability, Op::Lt, Duration::from_secs(60))
@@ -176,7 +180,7 @@ fn stop_rules_read_metric_operator_value_and_window() {
         "error-rate > 2s for 1s",
         "p99 > 2s during 1s",
     ] {
-        assert!(raw::parse_stop_rule(bad).is_err(), "{bad}");
+        assert!(stop_rule::parse_stop_rule(bad).is_err(), "{bad}");
     }
 }
 
@@ -228,9 +232,12 @@ fn up_reads_a_target_only_file_and_locates_its_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.yaml");
     std::fs::write(&path, "name: t\ntarget:\n  instances: 2\n").unwrap();
-    assert_eq!(Topology::from_scenario_file(&path).unwrap().instances, 2);
+    let PlatformSpec::Local(t) = PlatformSpec::from_scenario_file(&path).unwrap() else {
+        panic!("a target without a platform is local");
+    };
+    assert_eq!(t.instances, 2);
     std::fs::write(&path, "target:\n  instances: 0\n").unwrap();
-    let e = Topology::from_scenario_file(&path).unwrap_err();
+    let e = PlatformSpec::from_scenario_file(&path).unwrap_err();
     assert_eq!(e.0[0].key.as_deref(), Some("target.instances"));
     assert_eq!(e.0[0].position.map(|p| p.line), Some(2));
 }

@@ -33,10 +33,18 @@ fn events(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Each event's kind; a server's events also name the server
+/// (`server.stopped cache`).
 fn kinds(events: &[Value]) -> Vec<String> {
     events
         .iter()
-        .map(|e| e["kind"].as_str().unwrap_or_default().to_string())
+        .map(|e| {
+            let kind = e["kind"].as_str().unwrap_or_default();
+            match e["fields"]["server"].as_str() {
+                Some(server) if kind.starts_with("server.") => format!("{kind} {server}"),
+                _ => kind.to_string(),
+            }
+        })
         .collect()
 }
 
@@ -163,10 +171,10 @@ report:
     // The cache and the broker were started again (their undo ran).
     let k = kinds(&events(&run));
     for kind in [
-        "cache.stopped",
-        "cache.started",
-        "broker.stopped",
-        "broker.started",
+        "server.stopped cache",
+        "server.started cache",
+        "server.stopped broker",
+        "server.started broker",
     ] {
         assert!(k.iter().any(|x| x == kind), "no {kind} event");
     }
@@ -239,7 +247,7 @@ report:
         .expect("stop.fired");
     let restarted = k
         .iter()
-        .position(|x| x == "cache.started")
+        .position(|x| x == "server.started cache")
         .expect("the cache came back");
     assert!(
         restarted > fired,
@@ -290,7 +298,10 @@ report:
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
-    while !kinds(&events(&run)).iter().any(|k| k == "broker.stopped") {
+    while !kinds(&events(&run))
+        .iter()
+        .any(|k| k == "server.stopped broker")
+    {
         assert!(Instant::now() < deadline, "the fault was never injected");
         assert!(child.try_wait().unwrap().is_none(), "gameday ended early");
         std::thread::sleep(Duration::from_millis(200));
@@ -308,9 +319,9 @@ report:
         String::from_utf8_lossy(&out.stderr)
     );
     let k = kinds(&events(&run));
-    let stopped = k.iter().position(|x| x == "broker.stopped").unwrap();
+    let stopped = k.iter().position(|x| x == "server.stopped broker").unwrap();
     assert!(
-        k[stopped..].iter().any(|x| x == "broker.started"),
+        k[stopped..].iter().any(|x| x == "server.started broker"),
         "the outage was undone before teardown: {k:?}"
     );
     assert!(k.iter().any(|x| x == "platform.stopped"));
@@ -360,7 +371,7 @@ fn inject_hits_a_stack_started_by_up_and_a_lasting_fault_is_undone() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let k = kinds(&events(&stack));
-        if k.iter().any(|x| x == "cache.started")
+        if k.iter().any(|x| x == "server.started cache")
             && k.iter().filter(|x| *x == "replica.serving").count() > 12
         {
             break;

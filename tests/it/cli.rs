@@ -203,7 +203,9 @@ fn validate_names_the_line_of_a_problem_and_exits_2_and_plan_starts_nothing() {
     for expected in [
         "ramp 0 -> 200 shoppers",
         "hold 200 shoppers",
-        "candidates: cart-1, cart-2",
+        "lose a cart pod [kill-pod { service: cart, count: 1 }]",
+        "would hit 1 of 2: cart-1",
+        "candidates: cart-1 (i-1), cart-2 (i-2)",
         "availability at least 99.9%",
         "lose a cart pod",
     ] {

@@ -197,10 +197,10 @@ fn the_html_report_has_the_verdict_first_then_charts_on_one_time_axis_with_fault
     recorded_run(dir.path());
     let scenario = Scenario::parse(Path::new("synthetic.yaml"), SCENARIO).unwrap();
     let mut timeline = read_timeline(dir.path()).unwrap();
-    let event = |t_ms: u64, kind: &str, fields: Value| Event {
-        t_ms,
-        kind: kind.into(),
-        fields,
+    // Events as they read back from events.jsonl.
+    let event = |t_ms: u64, kind: &str, fields: Value| -> Event {
+        serde_json::from_value(serde_json::json!({"t_ms": t_ms, "kind": kind, "fields": fields}))
+            .unwrap()
     };
     let events = vec![
         event(

@@ -7,7 +7,6 @@
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use serde_json::json;
 use sqlx::{Row, mysql::MySqlConnection};
 
 use super::{
@@ -16,7 +15,7 @@ use super::{
 };
 use crate::{
     errors::{Error, Result},
-    events::EventLog,
+    events::{EventKind, EventLog},
 };
 
 pub struct DatabasePair {
@@ -92,7 +91,9 @@ impl DatabasePair {
         let new_primary = format!("mariadb-{}", standby.options.server_id);
         let started = std::time::Instant::now();
         self.primary.kill();
-        events.emit("db.primary_killed", json!({"server": old_primary}));
+        events.emit(EventKind::DbPrimaryKilled {
+            server: old_primary.clone(),
+        });
 
         let promoted = async {
             let mut conn = standby.admin().await?;
@@ -115,16 +116,20 @@ impl DatabasePair {
             return Err(e);
         }
         let promoted_ms = started.elapsed().as_millis() as u64;
-        events.emit(
-            "db.standby_promoted",
-            json!({"server": new_primary, "after_ms": promoted_ms}),
-        );
+        events.emit(EventKind::DbStandbyPromoted {
+            server: new_primary.clone(),
+            after_ms: Some(promoted_ms),
+        });
 
         haproxy
             .move_server(WRITER_BACKEND, WRITER_SERVER, standby.addr)
             .await?;
         let writer_moved_ms = started.elapsed().as_millis() as u64;
-        events.emit("db.writer_moved", json!({"to": new_primary, "address": standby.addr.to_string(), "after_ms": writer_moved_ms}));
+        events.emit(EventKind::DbWriterMoved {
+            to: new_primary.clone(),
+            address: Some(standby.addr.to_string()),
+            after_ms: Some(writer_moved_ms),
+        });
 
         let mut old = std::mem::replace(&mut self.primary, standby);
         old.kill();
@@ -149,10 +154,9 @@ impl DatabasePair {
         let standby = MariaDb::start(server_options(&self.dir, self.ip, id)).await?;
         replicate_from(&standby, &self.primary).await?;
         wait_semi_sync(&self.primary).await?;
-        events.emit(
-            "db.standby_rebuilt",
-            json!({"server": format!("mariadb-{id}")}),
-        );
+        events.emit(EventKind::DbStandbyRebuilt {
+            server: format!("mariadb-{id}"),
+        });
         self.standby = Some(standby);
         Ok(())
     }

@@ -42,6 +42,7 @@ const CHECK: &str = "check inter 500ms fastinter 250ms downinter 500ms fall 2 ri
 /// connection the server is closing at that moment fails, and with think
 /// times around this value that race cost run 2 of black-friday 33 requests.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+const _: () = assert!(crate::load::CLIENT_IDLE.as_millis() + 2000 <= KEEP_ALIVE.as_millis());
 
 pub fn backend(service: &str) -> String {
     format!("be_{service}")

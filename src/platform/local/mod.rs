@@ -1,12 +1,364 @@
-//! The local platform: the whole shop as child processes of gameday on
-//! loopback addresses, with real servers for its infrastructure and HAProxy
-//! as its load balancer.
+//! The local platform: the whole highly available shop on one machine, as
+//! child processes of gameday.
+//!
+//! Infrastructure (MariaDB primary + standby, Redis, RabbitMQ) runs on
+//! 127.0.0.1; HAProxy is the load balancer; each "instance" is a loopback
+//! address 127.0.N.1 whose replicas bind there. The reconciler keeps the
+//! placement true (a killed replica is replaced on its instance, like a pod;
+//! a terminated instance comes back as a new instance with a new address
+//! after a boot delay, like an Auto Scaling group) and an HPA-like
+//! autoscaler changes the placement from replica CPU. Every change is an
+//! event.
+
+mod autoscaler;
+pub mod control;
 pub mod database;
+mod faults;
 pub mod haproxy;
 pub mod infra;
-pub mod platform;
+mod preview;
 pub mod process;
+mod reconcile;
 pub mod shop;
 pub mod stacks;
+mod state;
+pub mod supervisor;
 
-pub use platform::{InfraServer, LocalPlatform, Status};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use nix::sys::signal::Signal;
+use tokio::{sync::Mutex, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+pub use autoscaler::{
+    Autoscaler, CPU_REQUEST_CORES, Observation, SCALE_IN_WINDOW, STEP_TIMEOUT, TOLERANCE, recommend,
+};
+pub use faults::{describe, supports};
+pub use preview::Preview;
+
+use self::{
+    database::DatabasePair,
+    haproxy::{Haproxy, HaproxyConfig, RuntimeApi},
+    infra::{RabbitMq, Redis, Server},
+    process::free_port,
+    reconcile::STOP_GRACE,
+    shop::ShopEnv,
+    state::{INFRA_IP, Infra, Instance, Shared, State, instance_address},
+};
+use crate::{
+    errors::{Error, Result},
+    events::{EventKind, EventLog},
+    platform::{InstanceState, Inventory, Platform, Support, Target, Undo},
+    scenario::{Fault, FaultKind, Topology},
+    shop::SERVICES,
+};
+
+pub struct LocalPlatform {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    stopped: bool,
+}
+
+/// Checks that the servers and the shop's binaries are installed; says
+/// what is missing and how to install or build it.
+pub fn preflight() -> Result<()> {
+    process::preflight()?;
+    for s in SERVICES {
+        shop::binary(s)?;
+    }
+    Ok(())
+}
+
+impl LocalPlatform {
+    /// Starts everything and waits until every replica is serving.
+    pub async fn up(run_dir: &Path, topology: Topology, events: Arc<EventLog>) -> Result<Self> {
+        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+        events.emit(EventKind::PlatformStarting {
+            detail: Some(format!(
+                "local: {} instances, files in {}",
+                topology.instances,
+                run_dir.display()
+            )),
+        });
+        let infra_dir = run_dir.join("infra");
+        let (redis, db, rabbit) = tokio::join!(
+            Redis::start(infra_dir.join("redis"), INFRA_IP, None),
+            DatabasePair::start(infra_dir.join("mariadb"), INFRA_IP),
+            RabbitMq::start(infra_dir.join("rabbitmq"), INFRA_IP, None),
+        );
+        let (redis, db, rabbit) = (redis?, db?, rabbit?);
+        for (component, address) in [
+            ("cache", redis.addr),
+            ("database", db.primary.addr),
+            ("broker", rabbit.addr),
+        ] {
+            events.emit(EventKind::ComponentReady {
+                component: component.into(),
+                address: Some(address.to_string()),
+            });
+        }
+
+        let internal: BTreeMap<String, SocketAddr> = SERVICES
+            .iter()
+            .map(|s| {
+                Ok((
+                    s.to_string(),
+                    SocketAddr::new(INFRA_IP, free_port(INFRA_IP)?),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let entry = SocketAddr::new(INFRA_IP, free_port(INFRA_IP)?);
+        let writer = SocketAddr::new(INFRA_IP, free_port(INFRA_IP)?);
+        let haproxy = Haproxy::start(HaproxyConfig {
+            dir: infra_dir.join("haproxy"),
+            public: entry,
+            internal: internal.clone(),
+            writer,
+            primary: db.primary.addr,
+        })
+        .await?;
+        events.emit(EventKind::ComponentReady {
+            component: "load balancer".into(),
+            address: Some(entry.to_string()),
+        });
+
+        let admin_token = uuid::Uuid::new_v4().simple().to_string();
+        let mut env = ShopEnv::default();
+        env.set(
+            "mysql_url",
+            format!("mysql://shop:shop@{writer}/shop?ssl-mode=disabled"),
+        )
+        .set("redis_url", redis.url())
+        .set("amqp_url", rabbit.url())
+        .set("admin_token", &admin_token)
+        .set("jwt_secret", uuid::Uuid::new_v4().simple())
+        .set("drain_delay", "1200ms")
+        .set("grace_period", "10s");
+        env.set_service_urls(|service| format!("http://{}", internal[service]));
+
+        let placement = state::initial_placement(&topology);
+        let instances = (0..topology.instances)
+            .map(|i| Instance {
+                name: format!("i-{}", i + 1),
+                address: instance_address(i),
+                state: InstanceState::Running,
+                boots_at: None,
+            })
+            .collect();
+        let lb = haproxy.api();
+        let shared = Arc::new(Shared {
+            run_dir: run_dir.to_path_buf(),
+            events: events.clone(),
+            lb,
+            entry,
+            writer,
+            admin_token,
+            env,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(1))
+                .build()
+                .unwrap_or_default(),
+            shutdown: CancellationToken::new(),
+            state: Mutex::new(State {
+                instances,
+                replicas: Vec::new(),
+                placement,
+                next_instance: topology.instances,
+                counters: BTreeMap::new(),
+                infra: Infra {
+                    redis,
+                    db,
+                    rabbit,
+                    haproxy,
+                },
+                dirty: true,
+            }),
+            topology,
+            entry_url: format!("http://{entry}"),
+        });
+        let mut platform = LocalPlatform {
+            shared: shared.clone(),
+            tasks: Vec::new(),
+            stopped: false,
+        };
+        reconcile::reconcile(&shared).await;
+        platform
+            .tasks
+            .push(tokio::spawn(reconcile::reconcile_loop(shared.clone())));
+        platform
+            .tasks
+            .push(tokio::spawn(autoscaler::autoscale_loop(shared.clone())));
+        platform.wait_all_serving(Duration::from_secs(120)).await?;
+        events.emit(EventKind::PlatformReady {
+            entry_url: platform.shared.entry_url.clone(),
+        });
+        Ok(platform)
+    }
+
+    pub fn entry_url(&self) -> String {
+        self.shared.entry_url.clone()
+    }
+
+    pub fn writer_addr(&self) -> SocketAddr {
+        self.shared.writer
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.shared.run_dir
+    }
+
+    pub fn events(&self) -> &Arc<EventLog> {
+        &self.shared.events
+    }
+
+    pub fn lb(&self) -> &RuntimeApi {
+        &self.shared.lb
+    }
+
+    /// Waits until the placement is met on every live instance (booting ones
+    /// included) and every replica is serving.
+    pub async fn wait_all_serving(&self, timeout: Duration) -> Result<()> {
+        reconcile::wait_all_serving(&self.shared, timeout)
+            .await
+            .map_err(|waiting| Error::Command {
+                name: "gameday up".into(),
+                detail: format!(
+                    "not serving after {timeout:?}: {}; see {}/logs",
+                    waiting.join(", "),
+                    self.shared.run_dir.display()
+                ),
+            })
+    }
+
+    /// What runs where, now.
+    pub async fn status(&self) -> Inventory {
+        let st = self.shared.state.lock().await;
+        state::inventory(&self.shared, &st)
+    }
+
+    /// Stops everything: replicas (gracefully), HAProxy, then the servers.
+    pub async fn shutdown(mut self) {
+        self.stop_everything().await;
+    }
+
+    async fn stop_everything(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.shared.shutdown.cancel();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        let mut st = self.shared.state.lock().await;
+        for r in st.replicas.iter_mut() {
+            if let Some(p) = r.replica.process_mut() {
+                p.signal(Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline && st.replicas.iter_mut().any(|r| r.replica.is_running()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for r in st.replicas.iter_mut() {
+            r.replica.kill();
+        }
+        st.replicas.clear();
+        if let Some(mut p) = st.infra.haproxy.take_process() {
+            p.stop(Duration::from_secs(5));
+        }
+        st.infra.rabbit.stop();
+        st.infra.redis.stop();
+        st.infra.db.kill_all();
+        self.shared.events.emit(EventKind::PlatformStopped {});
+    }
+}
+
+impl Drop for LocalPlatform {
+    /// Without an orderly shutdown (an error, a panic), kill everything now.
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.shared.shutdown.cancel();
+        for t in &self.tasks {
+            t.abort();
+        }
+        process::kill_all_children();
+    }
+}
+
+#[async_trait]
+impl Platform for LocalPlatform {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn entry_url(&self) -> &str {
+        &self.shared.entry_url
+    }
+
+    fn admin_token(&self) -> Option<&str> {
+        Some(&self.shared.admin_token)
+    }
+
+    fn supports(&self, fault: &Fault) -> Support {
+        supports(&self.shared.topology, fault)
+    }
+
+    fn describe(&self, fault: &Fault) -> String {
+        describe(&self.shared.topology, fault)
+    }
+
+    async fn inventory(&self) -> Result<Inventory> {
+        Ok(self.status().await)
+    }
+
+    async fn candidates(&self, fault: &FaultKind) -> Result<Vec<Target>> {
+        Ok(self.candidates_now(fault).await)
+    }
+
+    async fn undo_for(&self, fault: &Fault, targets: &[Target]) -> Option<Undo> {
+        match (&fault.kind, fault.duration) {
+            (FaultKind::RestartCache | FaultKind::RestartBroker, Some(_)) => {
+                targets.first().cloned().map(Undo::Start)
+            }
+            _ => None,
+        }
+    }
+
+    async fn inject(&self, fault: &Fault, targets: &[Target]) -> Result<()> {
+        self.act(fault, targets).await
+    }
+
+    async fn undo(&self, undo: &Undo) -> Result<()> {
+        match undo {
+            Undo::Start(target) => match faults::role_of(target) {
+                Some(role) => self.start_server(role).await,
+                None => Err(unsupported_undo(undo)),
+            },
+            other => Err(unsupported_undo(other)),
+        }
+    }
+
+    async fn shutdown(self: Box<Self>) {
+        LocalPlatform::shutdown(*self).await;
+    }
+}
+
+fn unsupported_undo(undo: &Undo) -> Error {
+    Error::Command {
+        name: "undo".into(),
+        detail: format!(
+            "the local platform cannot {}: it never registers such an undo",
+            undo.describe()
+        ),
+    }
+}

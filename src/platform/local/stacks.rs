@@ -6,8 +6,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{platform::Status, process::pid_alive};
-use crate::errors::{Error, Result};
+use super::process::pid_alive;
+use crate::{
+    errors::{Error, Result},
+    platform::Inventory,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CurrentStack {
@@ -45,7 +48,7 @@ impl CurrentStack {
         pid_alive(self.supervisor_pid)
     }
 
-    pub fn status(&self) -> Option<Status> {
+    pub fn status(&self) -> Option<Inventory> {
         let text = std::fs::read_to_string(self.run_dir.join("status.json")).ok()?;
         serde_json::from_str(&text).ok()
     }

@@ -1,0 +1,271 @@
+//! The one place that picks a platform implementation from a scenario's
+//! `target`. Everything else talks to `dyn Platform`.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use super::{Injected, Inventory, Platform, Support, local};
+use crate::{
+    errors::{Error, Result},
+    events::EventLog,
+    scenario::{Fault, FaultKind, PlatformSpec, Scenario},
+};
+
+/// Whether the target's platform can perform `fault`, judged from the
+/// scenario alone (`validate` and `plan` ask before anything runs).
+pub fn supports(spec: &PlatformSpec, fault: &Fault) -> Support {
+    match spec {
+        PlatformSpec::Local(topology) => local::supports(topology, fault),
+        PlatformSpec::Kubernetes(_) => match &fault.kind {
+            FaultKind::DbFailover {
+                rebuild_standby: false,
+            } => Support::No {
+                why: "the database's StatefulSet always recreates its pod; `rebuild-standby: false` has no meaning on kubernetes".into(),
+            },
+            _ => Support::Yes,
+        },
+        PlatformSpec::Aws(_) => match (&fault.kind, fault.duration) {
+            (FaultKind::KillPod { .. }, _) => Support::No {
+                why: "an Auto Scaling group runs instances, not pods: kill-pod needs the kubernetes or local platform (terminate-instance hits an instance)".into(),
+            },
+            (FaultKind::RestartCache, Some(_)) => Support::No {
+                why: "ElastiCache can be rebooted, not held down: drop `duration`".into(),
+            },
+            (FaultKind::RestartBroker, Some(_)) => Support::No {
+                why: "Amazon MQ can be rebooted, not held down: drop `duration`".into(),
+            },
+            _ => Support::Yes,
+        },
+    }
+}
+
+/// The scenario's faults its platform cannot perform: (key, why), located
+/// in the file by the caller.
+pub fn check_faults(scenario: &Scenario) -> Vec<(String, String)> {
+    scenario
+        .faults
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| match supports(&scenario.target, f) {
+            Support::Yes => None,
+            Support::No { why } => Some((
+                format!("faults[{i}].{}", f.kind.key()),
+                format!(
+                    "the {} platform cannot do this: {why}",
+                    scenario.target.name()
+                ),
+            )),
+        })
+        .collect()
+}
+
+/// Checks what the platform needs on this machine (the local platform's
+/// servers and the shop's binaries).
+pub fn preflight(spec: &PlatformSpec) -> Result<()> {
+    match spec {
+        PlatformSpec::Local(_) => local::preflight(),
+        _ => Ok(()),
+    }
+}
+
+/// What a run or an injection will hit, when a person must confirm it (a
+/// real cloud or cluster); None when nothing needs confirming (this
+/// machine, or a stand-in on loopback).
+pub fn confirmation(spec: &PlatformSpec) -> Option<String> {
+    match spec {
+        PlatformSpec::Local(_) => None,
+        PlatformSpec::Kubernetes(k) => Some(format!(
+            "This acts on the Kubernetes cluster of context `{}`, namespace `{}`.",
+            k.context.as_deref().unwrap_or("(current)"),
+            k.namespace
+        )),
+        PlatformSpec::Aws(a) => {
+            let loopback = a.endpoint_url.as_deref().is_some_and(is_loopback_url);
+            (!loopback).then(|| {
+                format!(
+                    "This acts on AWS account resources in {} ({}).",
+                    a.region.as_deref().unwrap_or("the default region"),
+                    a.stack
+                        .as_deref()
+                        .map(|s| format!("stack {s}"))
+                        .or_else(|| a.auto_scaling_group.as_ref().map(|g| format!("group {g}")))
+                        .unwrap_or_default()
+                )
+            })
+        }
+    }
+}
+
+/// True for http(s)://127.x.x.x, ::1 or localhost URLs.
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn not_built(spec: &PlatformSpec) -> Error {
+    Error::Command {
+        name: format!("the {} platform", spec.name()),
+        detail: "is not built into this version of gameday yet".into(),
+    }
+}
+
+/// Deploys (or attaches to) the shop for a run; its files go under `dir`.
+pub async fn deploy(
+    spec: &PlatformSpec,
+    dir: &Path,
+    events: Arc<EventLog>,
+) -> Result<Box<dyn Platform>> {
+    match spec {
+        PlatformSpec::Local(topology) => Ok(Box::new(
+            local::LocalPlatform::up(dir, topology.clone(), events).await?,
+        )),
+        other => Err(not_built(other)),
+    }
+}
+
+/// The platform as `plan` sees it: what a run would hit, without acting.
+pub async fn preview(spec: &PlatformSpec) -> Result<Box<dyn Platform>> {
+    match spec {
+        PlatformSpec::Local(topology) => Ok(Box::new(local::Preview::new(topology.clone()))),
+        other => Err(not_built(other)),
+    }
+}
+
+/// `gameday up` options.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    pub scenario: Option<PathBuf>,
+    pub detach: bool,
+    pub run_dir: Option<PathBuf>,
+    /// This process is the detached supervisor.
+    pub supervise: bool,
+}
+
+/// What `up` left: a stack this process keeps (and serves faults for), or
+/// an exit code.
+pub enum Up {
+    Supervising(local::supervisor::Supervisor),
+    Done(i32),
+}
+
+pub async fn up(spec: &PlatformSpec, options: UpOptions) -> Result<Up> {
+    match spec {
+        PlatformSpec::Local(topology) => {
+            if !options.supervise
+                && let Some(why) = local::supervisor::refuse_second()
+            {
+                return Err(Error::Command {
+                    name: "gameday up".into(),
+                    detail: why,
+                });
+            }
+            let run_dir = options.run_dir.unwrap_or_else(local::stacks::new_run_dir);
+            // Servers resolve relative paths against their own directories.
+            let run_dir = std::path::absolute(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+            if options.detach && !options.supervise {
+                return Ok(Up::Done(
+                    local::supervisor::detach(options.scenario.as_deref(), &run_dir).await?,
+                ));
+            }
+            Ok(
+                match local::supervisor::start(topology.clone(), run_dir, options.supervise).await?
+                {
+                    local::supervisor::Started::Running(s) => Up::Supervising(s),
+                    local::supervisor::Started::Stopped(code) => Up::Done(code),
+                },
+            )
+        }
+        other => Err(not_built(other)),
+    }
+}
+
+/// `gameday down`: the local stack `up` started (no scenario), or the
+/// scenario's platform.
+pub async fn down(spec: Option<&PlatformSpec>) -> Result<i32> {
+    match spec {
+        None | Some(PlatformSpec::Local(_)) => local::supervisor::down().await,
+        Some(other) => Err(not_built(other)),
+    }
+}
+
+/// What `gameday status` shows: a heading and what runs where.
+pub struct StatusReport {
+    pub heading: String,
+    pub inventory: Inventory,
+}
+
+pub async fn status(spec: Option<&PlatformSpec>) -> Result<Option<StatusReport>> {
+    match spec {
+        None | Some(PlatformSpec::Local(_)) => Ok(local::supervisor::status()?.map(
+            |(inventory, alive)| StatusReport {
+                heading: format!(
+                    "Local stack in {}{}",
+                    inventory
+                        .run_dir
+                        .as_deref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default(),
+                    if alive {
+                        ""
+                    } else {
+                        " (its supervisor is NOT RUNNING: run `gameday down` to clean up)"
+                    }
+                ),
+                inventory,
+            },
+        )),
+        Some(other) => Err(not_built(other)),
+    }
+}
+
+/// Where `gameday inject` sends a fault.
+pub enum Attached {
+    /// The local stack's supervisor applies it (and undoes it after its
+    /// duration).
+    Supervisor,
+    /// This process drives the platform itself.
+    Direct(Box<dyn Platform>),
+}
+
+impl Attached {
+    /// Sends a fault to the supervisor of the local stack.
+    pub async fn send_to_supervisor(fault: &Fault) -> Result<Injected> {
+        local::control::send(fault).await
+    }
+}
+
+pub async fn open(spec: Option<&PlatformSpec>) -> Result<Attached> {
+    match spec {
+        None | Some(PlatformSpec::Local(_)) => Ok(Attached::Supervisor),
+        Some(other) => Err(not_built(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls_are_recognised() {
+        assert!(is_loopback_url("http://127.0.0.1:5000"));
+        assert!(is_loopback_url("http://127.3.4.5"));
+        assert!(is_loopback_url("http://localhost:4566/"));
+        assert!(is_loopback_url("http://[::1]:5000"));
+        assert!(!is_loopback_url("https://ec2.us-east-1.amazonaws.com"));
+        assert!(!is_loopback_url("http://10.0.0.1:5000"));
+    }
+}
