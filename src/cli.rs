@@ -68,6 +68,9 @@ pub enum Command {
     /// it hit. A fault with --duration is undone after it (or at once on
     /// Ctrl-C, and by `gameday down`).
     Inject(commands::inject::InjectArgs),
+    /// Compare two runs of a scenario: each figure side by side with its
+    /// change; exit 3 when RUN regressed beyond a threshold.
+    Compare(commands::compare::CompareArgs),
 }
 
 pub async fn run(cli: Cli) -> i32 {
@@ -82,6 +85,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Validate { file } => commands::validate::run(&file),
         Command::Plan { file } => commands::plan::run(&file).await,
         Command::Inject(args) => commands::inject::run(args).await,
+        Command::Compare(args) => commands::compare::run(&args),
     };
     match outcome {
         Ok(code) => code,

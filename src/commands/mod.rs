@@ -1,4 +1,5 @@
 //! One module per command. Each returns an exit code from `exit_codes`.
+pub mod compare;
 pub mod down;
 pub mod inject;
 pub mod plan;

@@ -81,20 +81,20 @@ fn watch_signals(stop: CancellationToken) -> CancellationToken {
     interrupted
 }
 
-fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "PASS",
-        Verdict::Fail => "FAIL",
-        Verdict::Aborted => "ABORTED",
+/// The verdict's first line: the verdict, its exit code, and why when it
+/// is inconclusive.
+fn verdict_line(s: &Summary) -> String {
+    let mut line = format!("Verdict: {} (exit code {})", s.verdict.word(), s.exit_code);
+    if s.verdict == Verdict::Inconclusive {
+        line.push_str(" because ");
+        line.push_str(&s.inconclusive.join("; "));
     }
+    line
 }
 
 fn print_outcome(s: &Summary, run_dir: &Path) {
-    println!(
-        "Verdict: {} (exit code {})",
-        verdict_word(s.verdict),
-        s.exit_code
-    );
+    println!();
+    println!("{}", verdict_line(s));
     for slo in &s.slos {
         let result = match slo.pass {
             Some(true) => "met",
@@ -116,9 +116,6 @@ fn print_outcome(s: &Summary, run_dir: &Path) {
         n(s.orders.accepted),
         n(s.orders.lost)
     );
-    if s.load_generator.saturated == Some(true) {
-        println!("WARNING: the load generator was saturated; its figures are not trustworthy.");
-    }
     println!("Report: {}", run_dir.join("report.html").display());
 }
 
@@ -126,12 +123,9 @@ fn print_outcome(s: &Summary, run_dir: &Path) {
 pub fn report(run_dir: &Path) -> anyhow::Result<i32> {
     match report::rerender(run_dir) {
         Ok(summary) => {
-            println!(
-                "Verdict: {}; report: {}",
-                verdict_word(summary.verdict),
-                run_dir.join("report.html").display()
-            );
-            Ok(exit_codes::OK)
+            println!("{}", verdict_line(&summary));
+            println!("Report: {}", run_dir.join("report.html").display());
+            Ok(summary.exit_code)
         }
         Err(report::RerenderError::Unreadable(why)) => {
             eprintln!("gameday: {why}");

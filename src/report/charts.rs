@@ -52,15 +52,52 @@ impl Series {
     }
 }
 
-pub const BLUE_: RGBColor = RGBColor(31, 119, 180);
-pub const GREEN_: RGBColor = RGBColor(43, 138, 62);
-pub const RED_: RGBColor = RGBColor(201, 42, 42);
-pub const ORANGE_: RGBColor = RGBColor(230, 119, 0);
-pub const PURPLE_: RGBColor = RGBColor(112, 72, 232);
-pub const GREY_: RGBColor = RGBColor(120, 120, 120);
-const BAND: RGBAColor = RGBAColor(230, 119, 0, 0.16);
-const BAND_TEXT: RGBColor = RGBColor(150, 70, 0);
-const MARKER: RGBColor = RGBColor(25, 113, 194);
+/// The Okabe-Ito palette: told apart by readers with any common colour
+/// vision deficiency. Each series keeps its colour on every chart.
+pub mod palette {
+    use plotters::style::RGBColor;
+
+    pub const BLACK: RGBColor = RGBColor(0, 0, 0);
+    pub const ORANGE: RGBColor = RGBColor(230, 159, 0);
+    pub const SKY_BLUE: RGBColor = RGBColor(86, 180, 233);
+    pub const BLUISH_GREEN: RGBColor = RGBColor(0, 158, 115);
+    pub const YELLOW: RGBColor = RGBColor(240, 228, 66);
+    pub const BLUE: RGBColor = RGBColor(0, 114, 178);
+    pub const VERMILLION: RGBColor = RGBColor(213, 94, 0);
+    pub const REDDISH_PURPLE: RGBColor = RGBColor(204, 121, 167);
+    pub const GREY: RGBColor = RGBColor(120, 120, 120);
+
+    pub const SHOPPERS: RGBColor = SKY_BLUE;
+    pub const SUCCEEDED: RGBColor = BLUISH_GREEN;
+    pub const FAILED: RGBColor = VERMILLION;
+    pub const P50: RGBColor = BLUE;
+    pub const P95: RGBColor = ORANGE;
+    pub const P99: RGBColor = REDDISH_PURPLE;
+    pub const AVAILABILITY: RGBColor = BLACK;
+    pub const TARGET: RGBColor = GREY;
+    pub const RUNNING: RGBColor = BLACK;
+    pub const SERVING: RGBColor = BLUISH_GREEN;
+
+    /// Each of the shop's services in its own colour, the same on every chart.
+    pub fn service(name: &str) -> RGBColor {
+        match name {
+            "web" => BLUE,
+            "user" => ORANGE,
+            "catalogue" => BLUISH_GREEN,
+            "cart" => VERMILLION,
+            "orders" => REDDISH_PURPLE,
+            "shipping" => SKY_BLUE,
+            _ => GREY,
+        }
+    }
+}
+
+const BAND: RGBAColor = RGBAColor(0, 0, 0, 0.07);
+const BAND_LINE: RGBColor = RGBColor(90, 90, 90);
+const BAND_TEXT: RGBColor = RGBColor(60, 60, 60);
+const MARKER: RGBColor = RGBColor(0, 114, 178);
+/// Roughly how wide a character of an 11 px label is.
+const CHAR_PX: i32 = 6;
 
 pub struct TimeChart<'a> {
     pub title: &'a str,
@@ -69,6 +106,29 @@ pub struct TimeChart<'a> {
     pub x: Range<f64>,
     pub y: Range<f64>,
     pub size: (u32, u32),
+    /// The y axis counts things: only whole numbers are labelled.
+    pub counts: bool,
+}
+
+/// Greedy label placement in rows: a label goes in the first row where it
+/// does not overlap the last label there, or nowhere.
+struct Lanes {
+    ends: Vec<i32>,
+}
+
+impl Lanes {
+    fn new(rows: usize) -> Self {
+        Self {
+            ends: vec![i32::MIN; rows],
+        }
+    }
+
+    /// The row for a label spanning `from..to` pixels, if one has room.
+    fn place(&mut self, from: i32, to: i32) -> Option<usize> {
+        let row = self.ends.iter().position(|end| from > *end + 4)?;
+        self.ends[row] = to;
+        Some(row)
+    }
 }
 
 /// An SVG document; a chart that cannot be drawn says why instead.
@@ -104,8 +164,16 @@ fn draw_time_chart(
         .y_label_area_size(64)
         .build_cartesian_2d(spec.x.clone(), spec.y.clone())?;
     let y_span = y1 - y0;
+    let counts = spec.counts;
     let y_fmt = move |v: &f64| {
-        if y_span >= 20.0 {
+        if counts {
+            // Whole numbers only: a count axis never reads "6.0" or "2.5".
+            if (v - v.round()).abs() < 1e-6 {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        } else if y_span >= 20.0 {
             format!("{v:.0}")
         } else if y_span >= 2.0 {
             format!("{v:.1}")
@@ -122,12 +190,18 @@ fn draw_time_chart(
         .light_line_style(RGBColor(238, 240, 245))
         .bold_line_style(RGBColor(222, 226, 234))
         .x_labels(12)
-        .y_labels(6)
+        .y_labels(if counts {
+            (y_span.round() as usize + 1).clamp(2, 8)
+        } else {
+            6
+        })
         .draw()?;
     // A fault that shoppers barely felt still shows: a band at least 1% of
-    // the axis wide, and a solid line where it was injected.
+    // the axis wide, and a solid line where it was injected. Labels go in
+    // up to three rows at the top, only where there is room.
     let min_width = (spec.x.end - spec.x.start) * 0.01;
-    for (i, band) in marks.bands.iter().enumerate() {
+    let mut band_lanes = Lanes::new(3);
+    for band in &marks.bands {
         chart.draw_series(std::iter::once(Rectangle::new(
             [
                 (band.from_s, y0),
@@ -137,35 +211,39 @@ fn draw_time_chart(
         )))?;
         chart.draw_series(LineSeries::new(
             [(band.from_s, y0), (band.from_s, y1)],
-            BAND_TEXT.stroke_width(1),
+            BAND_LINE.stroke_width(1),
         ))?;
-        // Stagger labels so overlapping faults stay readable.
-        let row = (i % 3) as i32;
-        chart.draw_series(std::iter::once(
-            EmptyElement::at((band.from_s, y1))
-                + Text::new(
-                    band.label.clone(),
-                    (3, 3 + 13 * row),
-                    ("sans-serif", 11).into_font().color(&BAND_TEXT),
-                ),
-        ))?;
+        let px = chart.backend_coord(&(band.from_s, y1)).0;
+        let width = CHAR_PX * band.label.chars().count() as i32;
+        if let Some(row) = band_lanes.place(px, px + width + 3) {
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((band.from_s, y1))
+                    + Text::new(
+                        band.label.clone(),
+                        (3, 3 + 13 * row as i32),
+                        ("sans-serif", 11).into_font().color(&BAND_TEXT),
+                    ),
+            ))?;
+        }
     }
-    for (i, m) in marks.markers.iter().enumerate() {
-        chart.draw_series(DashedLineSeries::new(
-            [(m.at_s, y0), (m.at_s, y1)],
-            4,
-            3,
-            MARKER.stroke_width(1),
+    // Markers (scale-outs, a stop rule) are small ticks on the x axis, with
+    // a label in the lane above the axis only where there is room; the
+    // tables list every one.
+    let mut marker_lanes = Lanes::new(2);
+    for m in &marks.markers {
+        let (px, py) = chart.backend_coord(&(m.at_s, y0));
+        root.draw(&PathElement::new(
+            vec![(px, py), (px, py - 8)],
+            MARKER.stroke_width(2),
         ))?;
-        chart.draw_series(std::iter::once(
-            EmptyElement::at((m.at_s, y0))
-                + Text::new(
-                    m.label.clone(),
-                    // Staggered: scale-outs often come in quick succession.
-                    (3, -16 - 12 * (i % 4) as i32),
-                    ("sans-serif", 11).into_font().color(&MARKER),
-                ),
-        ))?;
+        let width = CHAR_PX * m.label.chars().count() as i32;
+        if let Some(row) = marker_lanes.place(px, px + width + 3) {
+            root.draw(&Text::new(
+                m.label.clone(),
+                (px + 2, py - 20 - 12 * row as i32),
+                ("sans-serif", 11).into_font().color(&MARKER),
+            ))?;
+        }
     }
     for s in series {
         let line = style(s);
@@ -239,7 +317,7 @@ fn draw_bar_chart(
                 (SegmentValue::Exact(i), 0.0),
                 (SegmentValue::Exact(i + 1), *v),
             ],
-            BLUE_.filled(),
+            palette::BLUE.filled(),
         );
         bar.set_margin(0, 0, 6, 6);
         bar
@@ -259,6 +337,7 @@ mod tests {
             x: 0.0..60.0,
             y: 0.0..100.0,
             size: (600, 240),
+            counts: false,
         }
     }
 
@@ -278,7 +357,7 @@ mod tests {
         let flat = || {
             [Series::new(
                 "ok",
-                GREEN_,
+                palette::SUCCEEDED,
                 (0..60).map(|t| (t as f64, 50.0)).collect(),
             )]
         };
@@ -290,6 +369,58 @@ mod tests {
         assert!(svg.contains("<polyline"), "the line is drawn");
         // Same input, same bytes: reports re-render identically.
         assert_eq!(svg, time_chart(&spec(), &flat(), &marks));
+    }
+
+    #[test]
+    fn markers_too_close_to_label_keep_their_ticks_but_not_overlapping_labels() {
+        // Fifteen scale-outs within 30 s of a 600 s axis: each gets a tick,
+        // only those with room get a label.
+        let markers: Vec<Marker> = (0..15)
+            .map(|i| Marker {
+                at_s: 100.0 + 2.0 * i as f64,
+                label: format!("catalogue {}→{}", i + 2, i + 3),
+            })
+            .collect();
+        let marks = Marks {
+            bands: Vec::new(),
+            markers,
+        };
+        let spec = TimeChart {
+            x: 0.0..600.0,
+            ..spec()
+        };
+        let svg = time_chart(&spec, &[], &marks);
+        let labels = svg.matches("catalogue ").count();
+        assert!((1..=4).contains(&labels), "{labels} labels drawn");
+        assert_eq!(
+            svg.matches("stroke-width=\"2\"").count(),
+            15,
+            "one tick each"
+        );
+    }
+
+    #[test]
+    fn a_count_axis_labels_whole_numbers_only() {
+        let spec = TimeChart {
+            y: 0.0..7.0,
+            counts: true,
+            ..spec()
+        };
+        let svg = time_chart(
+            &spec,
+            &[Series::new(
+                "cart",
+                palette::service("cart"),
+                vec![(0.0, 2.0), (60.0, 6.0)],
+            )],
+            &Marks::default(),
+        );
+        // plotters writes each label on a line of its own.
+        assert!(
+            !svg.contains("\n6.0\n") && !svg.contains("\n2.5\n"),
+            "{svg}"
+        );
+        assert!(svg.contains("\n6\n") && svg.contains("\n7\n"), "{svg}");
     }
 
     #[test]

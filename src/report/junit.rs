@@ -4,13 +4,48 @@
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::Summary;
+use crate::slo::Verdict;
 
 fn secs(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.1} s"))
 }
 
+/// The verdict as a test case: it passes only on `pass`; an inconclusive
+/// run fails it with every reason, so CI never goes green on missing
+/// evidence.
+fn verdict_case(summary: &Summary) -> TestCase {
+    let status = match summary.verdict {
+        Verdict::Pass => TestCaseStatus::success(),
+        v => {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            let message = match v {
+                Verdict::Inconclusive => {
+                    format!("inconclusive: {}", summary.inconclusive.join("; "))
+                }
+                Verdict::Aborted => format!(
+                    "aborted: {}",
+                    summary
+                        .aborted_by
+                        .as_deref()
+                        .unwrap_or("a stop condition held")
+                ),
+                _ => "failed: at least one target was missed".into(),
+            };
+            st.set_message(message)
+                .set_type(v.word().to_ascii_lowercase());
+            st
+        }
+    };
+    let mut case = TestCase::new("verdict", status);
+    case.set_classname(format!("{}.verdict", summary.scenario));
+    case
+}
+
 pub fn render(summary: &Summary) -> String {
     let mut report = Report::new(format!("gameday {}", summary.scenario));
+    let mut verdict = TestSuite::new("verdict");
+    verdict.add_test_case(verdict_case(summary));
+    report.add_test_suite(verdict);
     let mut slos = TestSuite::new("slo");
     for s in &summary.slos {
         let observed = s.observed.clone().unwrap_or_else(|| "not measured".into());
@@ -47,11 +82,16 @@ pub fn render(summary: &Summary) -> String {
         let mut case = TestCase::new(format!("{} ({})", f.name, f.kind), status);
         case.set_classname(format!("{}.faults", summary.scenario));
         case.set_system_out(format!(
-            "targets: {}; injected at {}; first error at {}; failed requests {}; recovery {}",
+            "targets: {}; injected at {}; first error at {}; failed requests {}; seconds over the latency target {}; worst p99 {}; replicas lost {}; instances lost {}; capacity back at {}; recovery {}",
             f.targets.join(", "),
             secs(f.injected_at_s),
             secs(f.first_error_at_s),
             f.errors.map_or("not measured".into(), |e| e.to_string()),
+            f.slow_seconds.map_or("not measured".into(), |e| e.to_string()),
+            f.worst_p99_ms.map_or("not measured".into(), crate::slo::millis),
+            f.replicas_lost.map_or("not measured".into(), |e| e.to_string()),
+            f.instances_lost.map_or("not measured".into(), |e| e.to_string()),
+            secs(f.capacity_back_at_s),
             secs(f.recovery_s)
         ));
         faults.add_test_case(case);

@@ -3,6 +3,7 @@
 //! derives them again from the same files.
 
 pub mod charts;
+pub mod compare;
 pub mod html;
 pub mod junit;
 pub mod summary;

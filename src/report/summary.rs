@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 pub use crate::observe::{FaultSummary, ScaleOut, audit::Orders};
 use crate::{
     events::EventKind,
+    observe::{LatencyRule, RecoveryRule, ScaleOutcome},
     record::{Timeline, timeline::OVERALL},
     scenario::{Percentile, Scenario},
-    slo::{self, Figures, SloResult, Verdict},
+    slo::{self, Evidence, Figures, SloResult, Verdict},
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,6 +60,9 @@ pub struct Summary {
     pub scenario: String,
     pub verdict: Verdict,
     pub exit_code: i32,
+    /// Why the verdict is inconclusive (empty otherwise).
+    #[serde(default)]
+    pub inconclusive: Vec<String>,
     pub started_at: String,
     pub duration_s: f64,
     /// The second of the run's clock at which the shoppers started (fault
@@ -73,6 +77,9 @@ pub struct Summary {
     pub latency_corrected_ms: Latency,
     pub slos: Vec<SloResult>,
     pub faults: Vec<FaultSummary>,
+    /// How each fault's recovery and impact were judged.
+    #[serde(default)]
+    pub fault_rule: Option<FaultRule>,
     pub scale_outs: Vec<ScaleOut>,
     pub orders: Orders,
     pub load_generator: LoadGenerator,
@@ -80,6 +87,31 @@ pub struct Summary {
     pub aborted_by: Option<String>,
     /// Faults the scenario lists that this run did not inject.
     pub faults_not_injected: Vec<String>,
+}
+
+/// The rule a fault's recovery and latency impact were judged by.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultRule {
+    /// A second is good when at least this share of its requests succeeded...
+    pub success_threshold: f64,
+    /// ...and (when set) this percentile of its requests...
+    pub latency_percentile: Option<String>,
+    /// ...took at most this long.
+    pub latency_target_ms: Option<f64>,
+    /// Recovered: this many good seconds in a row.
+    pub settle_s: u64,
+}
+
+/// How the load ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadEnd {
+    /// It ran its plan to the end.
+    Plan,
+    /// A stop rule ended it.
+    StopRule,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
 }
 
 /// What the run knows beyond the timeline (saved as run.json).
@@ -98,6 +130,14 @@ pub struct RunInfo {
     /// Ctrl-C or SIGTERM stopped the run.
     #[serde(default)]
     pub interrupted: bool,
+    /// The run got to its end and wrote this file (absent in a run
+    /// directory of a run that crashed or was killed).
+    #[serde(default = "yes")]
+    pub finished: bool,
+    /// How the load ended (None in run directories written before this was
+    /// recorded: they ran their plan).
+    #[serde(default)]
+    pub load_ended: Option<LoadEnd>,
     /// The second of the run's clock at which the load started.
     #[serde(default)]
     pub load_started_s: u64,
@@ -114,6 +154,10 @@ pub struct RunInfo {
 
 fn format_one() -> u32 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn latency(h: Option<&hdrhistogram::Histogram<u64>>) -> Latency {
@@ -145,7 +189,17 @@ fn by_percentile(l: &Latency) -> BTreeMap<Percentile, f64> {
     .collect()
 }
 
-pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Summary {
+pub fn summarize(scenario: &Scenario, timeline: &Timeline, mut info: RunInfo) -> Summary {
+    if !info.finished && info.load_started_s == 0 {
+        // A run that never wrote run.json: its events say when the load
+        // started (just after a whole second, where the run starts it).
+        if let Some(t) = timeline.events.iter().find_map(|e| match e.kind {
+            EventKind::LoadStarted { .. } => Some(e.t_ms),
+            _ => None,
+        }) {
+            info.load_started_s = t / 1000;
+        }
+    }
     let window = scenario.load.measured_window();
     let window = window.start + info.load_started_s..window.end + info.load_started_s;
     let rows: Vec<_> = timeline
@@ -194,15 +248,49 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
         .collect();
 
     let orders = info.orders.clone().unwrap_or_default();
-    let rule = crate::observe::RecoveryRule {
+    let latency_rule = [
+        Percentile::P99,
+        Percentile::P999,
+        Percentile::P95,
+        Percentile::P90,
+        Percentile::P50,
+    ]
+    .into_iter()
+    .find_map(|p| {
+        scenario.slo.latency.get(&p).map(|d| LatencyRule {
+            percentile: p,
+            target_ms: d.as_secs_f64() * 1e3,
+        })
+    });
+    let rule = RecoveryRule {
         threshold: scenario.slo.availability.map_or(0.99, |a| a.min(0.99)),
+        latency: latency_rule,
         ..Default::default()
     };
-    let faults = crate::observe::faults(&timeline.events, &timeline.seconds, rule);
-    let scale_outs = crate::observe::scale_outs(&timeline.events);
+    let faults = crate::observe::faults(
+        &timeline.events,
+        &timeline.seconds,
+        timeline.per_second(OVERALL),
+        rule,
+    );
+    let run_end_s = timeline.seconds.last().map_or(0.0, |r| (r.t + 1) as f64);
+    let scale_outs = crate::observe::scale_outs(
+        &timeline.events,
+        (run_end_s * 1000.0) as u64,
+        scenario.slo.scale_out.map(|d| d.as_millis() as u64),
+    );
     let uptime = crate::observe::prober::uptime(&timeline.probes);
     let failover_downtime_s = crate::observe::failover_downtime(&timeline.events, &timeline.probes);
-    let run_end_s = timeline.seconds.last().map_or(0.0, |r| (r.t + 1) as f64);
+    // Scale-outs withdrawn or cut off by the end of the run are not judged;
+    // one that never served is (as never).
+    let judged: Vec<Option<f64>> = scale_outs
+        .iter()
+        .filter_map(|s| match s.outcome {
+            ScaleOutcome::Served => Some(s.duration_s),
+            ScaleOutcome::NeverServed => Some(Some(f64::INFINITY)),
+            ScaleOutcome::Withdrawn | ScaleOutcome::CutOff => None,
+        })
+        .collect();
     let figures = Figures {
         availability,
         uptime,
@@ -221,19 +309,27 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
             }),
             !faults.is_empty(),
         ),
-        worst_scale_out_s: worst(
-            scale_outs.iter().map(|s| s.duration_s),
-            !scale_outs.is_empty(),
-        ),
+        worst_scale_out_s: worst(judged.iter().copied(), !judged.is_empty()),
         failover_downtime_s,
         lost_orders: orders.lost,
     };
     let slos = slo::evaluate(&scenario.slo, &figures);
-    let verdict = slo::verdict(&slos, info.aborted_by.is_some());
+    let evidence = Evidence {
+        aborted: info.aborted_by.is_some(),
+        gaps: gaps(&info, &orders, timeline, window.end),
+    };
+    let (verdict, inconclusive) = slo::verdict(&slos, &evidence);
+    let fault_rule = FaultRule {
+        success_threshold: rule.threshold,
+        latency_percentile: rule.latency.map(|l| l.percentile.key().to_string()),
+        latency_target_ms: rule.latency.map(|l| l.target_ms),
+        settle_s: rule.settle_s,
+    };
     Summary {
         scenario: scenario.name.clone(),
         verdict,
         exit_code: verdict.exit_code(),
+        inconclusive,
         started_at: info.started_at,
         duration_s: info.duration_s,
         load_started_s: info.load_started_s,
@@ -249,6 +345,7 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
         latency_corrected_ms: overall_co,
         slos,
         faults,
+        fault_rule: Some(fault_rule),
         scale_outs,
         orders,
         load_generator: info.load_generator,
@@ -266,6 +363,48 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, info: RunInfo) -> Sum
             .chain(info.faults_not_injected)
             .collect(),
     }
+}
+
+/// What keeps the evidence from being whole: the run did not complete, the
+/// orders were not audited, the load generator was saturated.
+fn gaps(info: &RunInfo, orders: &Orders, timeline: &Timeline, window_end: u64) -> Vec<String> {
+    let mut gaps = Vec::new();
+    if !info.finished {
+        gaps.push(
+            "the run did not finish: its directory has no run.json (it crashed or was killed before its end)"
+                .to_string(),
+        );
+    }
+    if info.interrupted || info.load_ended == Some(LoadEnd::Interrupted) {
+        gaps.push("the run was interrupted (Ctrl-C or SIGTERM) before its load ended".into());
+    }
+    let last = timeline.seconds.last().map(|r| r.t);
+    if info.aborted_by.is_none() && last.is_none_or(|t| t + 1 < window_end) {
+        gaps.push(match last {
+            Some(t) => format!(
+                "the load stopped early: its timeline ends at second {t}, before the measured window ends at second {window_end}"
+            ),
+            None => "no request was recorded".to_string(),
+        });
+    }
+    if info.finished && orders.lost.is_none() {
+        gaps.push(match &info.not_audited {
+            Some(why) => format!("the orders were not audited: {why}"),
+            None => "the orders were not audited".into(),
+        });
+    }
+    let lg = &info.load_generator;
+    match lg.saturated {
+        Some(true) => gaps.push(format!(
+            "the load generator was saturated (timer lag p99 {}, peak CPU {}): its figures are not trustworthy",
+            lg.lag_ms_p99.map_or("not measured".into(), slo::millis),
+            lg.cpu_percent_max
+                .map_or("not measured".into(), |c| format!("{c:.0}% of one core"))
+        )),
+        None if info.finished => gaps.push("the load generator's health was not measured".into()),
+        _ => {}
+    }
+    gaps
 }
 
 /// The largest figure, or None when any is unmeasured (or there are none).

@@ -31,7 +31,7 @@ use crate::{
     observe::{audit, prober::Prober},
     platform::{self, Platform},
     record::{Recorder, TimelineWriter},
-    report::{self, LoadGenerator, RunInfo, Summary},
+    report::{self, LoadGenerator, RunInfo, Summary, summary::LoadEnd},
     scenario::{Journey, Scenario, StopRule},
     shop,
 };
@@ -177,6 +177,14 @@ impl Runner {
                 saturated: Some(health.saturated),
                 lag_ms_p99: Some(health.lag_ms_p99),
             },
+            finished: true,
+            load_ended: Some(if interrupted.is_cancelled() {
+                LoadEnd::Interrupted
+            } else if loaded.fired.is_some() {
+                LoadEnd::StopRule
+            } else {
+                LoadEnd::Plan
+            }),
             aborted_by: loaded.fired.map(|(t, rule)| {
                 format!(
                     "{} (fired {} s after the load started)",
@@ -311,6 +319,9 @@ async fn load_and_chaos(
         .run(),
     );
     let rollback = chaos::Rollback::default();
+    // goose prints to stdout ("N users launched."): during the load its
+    // lines go to goose.log, so stdout carries gameday's verdict alone.
+    let quiet = StdoutTo::file(&run_dir.join("goose.log"));
     let execute = attack.execute();
     tokio::pin!(execute);
     // The fault schedule stops as soon as the load does (its end, a stop
@@ -343,6 +354,7 @@ async fn load_and_chaos(
             chaos_stop.clone(),
         ),
     );
+    drop(quiet);
     // Every fault still active is undone, whatever ended the run.
     rollback.run_all(platform, events).await;
     let collected = collector
@@ -364,4 +376,32 @@ async fn load_and_chaos(
         acknowledged,
         error: outcome.err(),
     })
+}
+
+/// Sends this process's stdout to a file until dropped.
+struct StdoutTo {
+    saved: Option<std::os::fd::OwnedFd>,
+}
+
+impl StdoutTo {
+    fn file(path: &Path) -> Self {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let saved = std::fs::File::create(path).ok().and_then(|file| {
+            let saved = nix::unistd::dup(std::io::stdout()).ok()?;
+            nix::unistd::dup2_stdout(&file).ok()?;
+            Some(saved)
+        });
+        Self { saved }
+    }
+}
+
+impl Drop for StdoutTo {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        if let Some(saved) = self.saved.take() {
+            let _ = nix::unistd::dup2_stdout(&saved);
+        }
+    }
 }

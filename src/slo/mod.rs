@@ -21,6 +21,7 @@ pub struct Figures {
     pub step_latency_ms: BTreeMap<String, BTreeMap<Percentile, f64>>,
     /// The slowest recovery over all faults.
     pub worst_recovery_s: Option<f64>,
+    /// The slowest scale-out; infinite when one never served.
     pub worst_scale_out_s: Option<f64>,
     pub failover_downtime_s: Option<f64>,
     pub lost_orders: Option<u64>,
@@ -40,6 +41,7 @@ pub enum Verdict {
     Pass,
     Fail,
     Aborted,
+    Inconclusive,
 }
 
 impl Verdict {
@@ -48,6 +50,17 @@ impl Verdict {
             Verdict::Pass => exit_codes::OK,
             Verdict::Fail => exit_codes::SLO_BREACHED,
             Verdict::Aborted => exit_codes::ABORTED,
+            Verdict::Inconclusive => exit_codes::INCONCLUSIVE,
+        }
+    }
+
+    /// PASS, FAIL, ABORTED, INCONCLUSIVE.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Aborted => "ABORTED",
+            Verdict::Inconclusive => "INCONCLUSIVE",
         }
     }
 }
@@ -79,7 +92,13 @@ fn at_most_ms(name: String, target: Duration, observed: Option<f64>) -> SloResul
     let target_ms = target.as_secs_f64() * 1e3;
     SloResult {
         target: format!("<= {}", millis(target_ms)),
-        observed: observed.map(millis),
+        observed: observed.map(|o| {
+            if o.is_finite() {
+                millis(o)
+            } else {
+                "never".into()
+            }
+        }),
         pass: observed.map(|o| o <= target_ms),
         name,
     }
@@ -143,15 +162,38 @@ pub fn evaluate(slo: &Slo, f: &Figures) -> Vec<SloResult> {
     out
 }
 
-/// Aborted beats failed beats passed; an SLO that could not be judged does
-/// not make a run pass or fail (the report lists it as not measured).
-pub fn verdict(results: &[SloResult], aborted: bool) -> Verdict {
-    if aborted {
-        Verdict::Aborted
-    } else if results.iter().any(|r| r.pass == Some(false)) {
-        Verdict::Fail
+/// Why a run cannot pass, besides its SLOs: the run did not complete, the
+/// orders were not audited, the load generator was saturated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence {
+    /// A stop rule ended the run.
+    pub aborted: bool,
+    /// Each gap in the evidence, in words.
+    pub gaps: Vec<String>,
+}
+
+/// DESIGN.md section 4: a stop rule is `aborted`; otherwise a breached SLO
+/// is `fail`; otherwise an SLO not measured, or any gap in the evidence, is
+/// `inconclusive` (with every reason); `pass` only when everything the
+/// scenario asked for was measured and met. The reasons are empty unless
+/// the verdict is inconclusive.
+pub fn verdict(results: &[SloResult], evidence: &Evidence) -> (Verdict, Vec<String>) {
+    if evidence.aborted {
+        return (Verdict::Aborted, Vec::new());
+    }
+    if results.iter().any(|r| r.pass == Some(false)) {
+        return (Verdict::Fail, Vec::new());
+    }
+    let mut reasons: Vec<String> = results
+        .iter()
+        .filter(|r| r.pass.is_none())
+        .map(|r| format!("the {} target ({}) was not measured", r.name, r.target))
+        .collect();
+    reasons.extend(evidence.gaps.iter().cloned());
+    if reasons.is_empty() {
+        (Verdict::Pass, reasons)
     } else {
-        Verdict::Pass
+        (Verdict::Inconclusive, reasons)
     }
 }
 
@@ -195,10 +237,82 @@ mod tests {
         // Recovery was not measured: null, not zero, and not a pass.
         assert_eq!((r[2].observed.clone(), r[2].pass), (None, None));
         assert_eq!(r[3].pass, Some(true));
-        assert_eq!(verdict(&r, false), Verdict::Fail);
-        assert_eq!(verdict(&r, false).exit_code(), 3);
-        assert_eq!(verdict(&r, true).exit_code(), 4);
-        let passing: Vec<SloResult> = r.into_iter().filter(|x| x.pass != Some(false)).collect();
-        assert_eq!(verdict(&passing, false), Verdict::Pass);
+        let complete = Evidence::default();
+        assert_eq!(verdict(&r, &complete), (Verdict::Fail, vec![]));
+        assert_eq!(verdict(&r, &complete).0.exit_code(), 3);
+        let aborted = Evidence {
+            aborted: true,
+            ..Evidence::default()
+        };
+        assert_eq!(verdict(&r, &aborted).0.exit_code(), 4);
+    }
+
+    fn met(name: &str) -> SloResult {
+        SloResult {
+            name: name.into(),
+            target: ">= 99%".into(),
+            observed: Some("100%".into()),
+            pass: Some(true),
+        }
+    }
+
+    #[test]
+    fn a_target_that_was_not_measured_makes_the_run_inconclusive_not_green() {
+        let mut r = vec![met("availability")];
+        r.push(SloResult {
+            name: "recovery".into(),
+            target: "<= 30.0s".into(),
+            observed: None,
+            pass: None,
+        });
+        let (v, why) = verdict(&r, &Evidence::default());
+        assert_eq!((v, v.exit_code()), (Verdict::Inconclusive, 5));
+        assert_eq!(why, ["the recovery target (<= 30.0s) was not measured"]);
+        // Everything measured and met, nothing missing: pass.
+        assert_eq!(
+            verdict(&r[..1], &Evidence::default()),
+            (Verdict::Pass, vec![])
+        );
+    }
+
+    #[test]
+    fn a_gap_in_the_evidence_is_inconclusive_but_a_breach_or_a_stop_rule_still_decides() {
+        let gaps = Evidence {
+            aborted: false,
+            gaps: vec![
+                "the load generator was saturated".into(),
+                "the orders were not audited".into(),
+            ],
+        };
+        let (v, why) = verdict(&[met("availability")], &gaps);
+        assert_eq!(v, Verdict::Inconclusive);
+        assert_eq!(why.len(), 2);
+        let mut breached = met("latency p99");
+        breached.pass = Some(false);
+        assert_eq!(verdict(&[breached.clone()], &gaps).0, Verdict::Fail);
+        let stopped = Evidence {
+            aborted: true,
+            ..gaps
+        };
+        assert_eq!(verdict(&[breached], &stopped).0, Verdict::Aborted);
+    }
+
+    #[test]
+    fn a_scale_out_that_never_served_breaches_its_target() {
+        let slo = Slo {
+            scale_out: Some(Duration::from_secs(300)),
+            ..Slo::default()
+        };
+        let r = evaluate(
+            &slo,
+            &Figures {
+                worst_scale_out_s: Some(f64::INFINITY),
+                ..Figures::default()
+            },
+        );
+        assert_eq!(
+            (r[0].observed.as_deref(), r[0].pass),
+            (Some("never"), Some(false))
+        );
     }
 }

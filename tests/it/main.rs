@@ -10,3 +10,4 @@ mod report;
 mod run;
 mod shop;
 mod support;
+mod verdict;

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, path::Path, time::SystemTime};
 
 use gameday::{
     record::{Second, StepSecond, TimelineWriter, read_timeline},
-    report::{RunInfo, junit, summarize},
+    report::{LoadGenerator, Orders, RunInfo, junit, summarize, summary::LoadEnd},
     scenario::Scenario,
     slo::Verdict,
 };
@@ -91,8 +91,21 @@ fn the_summary_is_computed_over_the_measured_window_and_matches_the_committed_sc
     let home = steps.iter().find(|s| s["step"] == "home").unwrap();
     assert_eq!(home["count"], 480);
     assert_eq!(home["errors"]["status 503"], 6);
-    assert_eq!(summary["verdict"], "pass");
-    assert_eq!(summary["exit_code"], 0);
+    // RunInfo::default() is a run directory without run.json (a crash):
+    // nothing about it can pass.
+    assert_eq!(summary["verdict"], "inconclusive");
+    assert_eq!(summary["exit_code"], 5);
+    let reasons: Vec<&str> = summary["inconclusive"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("recovery target"))
+            && reasons.iter().any(|r| r.contains("did not finish")),
+        "{reasons:?}"
+    );
     let recovery = summary["slos"]
         .as_array()
         .unwrap()
@@ -115,6 +128,89 @@ fn the_summary_is_computed_over_the_measured_window_and_matches_the_committed_sc
     broken["verdict"] = "great".into();
     broken["availability"] = 1.5.into();
     assert_eq!(validator.iter_errors(&broken).count(), 2);
+}
+
+/// What a run that got to its end records.
+fn finished_run() -> RunInfo {
+    RunInfo {
+        started_at: "2026-11-22T10:00:00Z".into(),
+        duration_s: 10.0,
+        finished: true,
+        load_ended: Some(LoadEnd::Plan),
+        orders: Some(Orders {
+            accepted: Some(10),
+            dispatched: Some(10),
+            lost: Some(0),
+            duplicated: Some(0),
+        }),
+        load_generator: LoadGenerator {
+            cpu_percent_max: Some(20.0),
+            saturated: Some(false),
+            lag_ms_p99: Some(2.0),
+        },
+        ..RunInfo::default()
+    }
+}
+
+#[test]
+fn a_run_passes_only_when_everything_it_asked_for_was_measured_and_met() {
+    let dir = tempfile::tempdir().unwrap();
+    recorded_run(dir.path());
+    let timeline = read_timeline(dir.path()).unwrap();
+    let measured = SCENARIO.replace("  recovery: 30s\n", "");
+    let scenario = Scenario::parse(Path::new("synthetic.yaml"), &measured).unwrap();
+    let s = summarize(&scenario, &timeline, finished_run());
+    assert_eq!(
+        (s.verdict, s.exit_code),
+        (Verdict::Pass, 0),
+        "{:?}",
+        s.inconclusive
+    );
+    assert!(s.inconclusive.is_empty());
+    let xml = junit::render(&s);
+    assert!(xml.contains("testcase name=\"verdict\""), "{xml}");
+
+    // The same figures with a saturated load generator: inconclusive, and
+    // the JUnit verdict case fails with the reason.
+    let mut saturated = finished_run();
+    saturated.load_generator.saturated = Some(true);
+    saturated.load_generator.lag_ms_p99 = Some(220.0);
+    let s = summarize(&scenario, &timeline, saturated);
+    assert_eq!((s.verdict, s.exit_code), (Verdict::Inconclusive, 5));
+    assert!(
+        s.inconclusive[0].contains("saturated (timer lag p99 220.0ms"),
+        "{:?}",
+        s.inconclusive
+    );
+    let xml = junit::render(&s);
+    assert!(
+        xml.contains("inconclusive: the load generator was saturated"),
+        "{xml}"
+    );
+
+    // Orders not audited (no admin token): inconclusive, with the reason.
+    let mut unaudited = finished_run();
+    unaudited.orders = Some(Orders {
+        accepted: Some(10),
+        dispatched: None,
+        lost: None,
+        duplicated: None,
+    });
+    unaudited.not_audited = Some("no admin token for the shop".into());
+    let s = summarize(&scenario, &timeline, unaudited);
+    assert_eq!(s.verdict, Verdict::Inconclusive);
+    assert_eq!(
+        s.inconclusive,
+        ["the orders were not audited: no admin token for the shop"]
+    );
+
+    // Interrupted by Ctrl-C: inconclusive.
+    let mut interrupted = finished_run();
+    interrupted.interrupted = true;
+    interrupted.load_ended = Some(LoadEnd::Interrupted);
+    let s = summarize(&scenario, &timeline, interrupted);
+    assert_eq!(s.verdict, Verdict::Inconclusive);
+    assert!(s.inconclusive[0].contains("interrupted"));
 }
 
 #[test]
@@ -216,15 +312,8 @@ fn the_html_report_has_the_verdict_first_then_charts_on_one_time_axis_with_fault
         event(6_000, "fault.ended", serde_json::json!({"id": "f1"})),
     ];
     timeline.events = events;
-    let summary = summarize(
-        &scenario,
-        &timeline,
-        RunInfo {
-            started_at: "2026-11-22T10:00:00Z".into(),
-            duration_s: 10.0,
-            ..RunInfo::default()
-        },
-    );
+    let summary = summarize(&scenario, &timeline, finished_run());
+    assert_eq!(summary.verdict, Verdict::Pass, "{:?}", summary.inconclusive);
     let input = html::Input {
         summary: &summary,
         scenario: &scenario,
@@ -237,5 +326,76 @@ fn the_html_report_has_the_verdict_first_then_charts_on_one_time_axis_with_fault
     let outline = outline(&page);
     // Every time chart carries the fault band and the scale-out marker.
     assert_eq!(outline.matches("kill-pod cart").count(), 6, "{outline}");
+    assert_eq!(outline.matches("catalogue 2→3").count(), 6, "{outline}");
+    assert!(outline.contains("id=\"verdict\"> PASSED"), "{outline}");
     insta::assert_snapshot!(outline);
+}
+
+#[test]
+fn scale_outs_during_the_ramp_are_judged_and_one_that_never_served_breaches() {
+    use gameday::events::Event;
+    let dir = tempfile::tempdir().unwrap();
+    recorded_run(dir.path());
+    let with_scale_out = SCENARIO.replace("  recovery: 30s\n", "  scale-out: 2s\n");
+    let scenario = Scenario::parse(Path::new("synthetic.yaml"), &with_scale_out).unwrap();
+    let mut timeline = read_timeline(dir.path()).unwrap();
+    let event = |t_ms: u64, kind: &str, fields: Value| -> Event {
+        serde_json::from_value(serde_json::json!({"t_ms": t_ms, "kind": kind, "fields": fields}))
+            .unwrap()
+    };
+    // Second 0-1 is the ramp, outside the measured window (2-7).
+    let mut events = vec![
+        event(
+            200,
+            "autoscale.signal",
+            serde_json::json!({"service": "cart"}),
+        ),
+        event(
+            300,
+            "autoscale.decision",
+            serde_json::json!({"service": "cart", "from": 2, "to": 3}),
+        ),
+        event(
+            400,
+            "replica.started",
+            serde_json::json!({"service": "cart", "replica": "cart-3", "scale_out": true}),
+        ),
+        event(
+            1_200,
+            "replica.serving",
+            serde_json::json!({"service": "cart", "replica": "cart-3"}),
+        ),
+    ];
+    timeline.events = events.clone();
+    let s = summarize(&scenario, &timeline, finished_run());
+    let slo = s.slos.iter().find(|x| x.name == "scale-out").unwrap();
+    assert_eq!(
+        (slo.observed.as_deref(), slo.pass),
+        (Some("1.00s"), Some(true))
+    );
+    assert_eq!(s.verdict, Verdict::Pass, "{:?}", s.inconclusive);
+
+    // A second one in the ramp whose replica never serves: a breach.
+    events.push(event(
+        1_500,
+        "autoscale.decision",
+        serde_json::json!({"service": "cart", "from": 3, "to": 4}),
+    ));
+    events.push(event(
+        1_600,
+        "replica.started",
+        serde_json::json!({"service": "cart", "replica": "cart-4", "scale_out": true}),
+    ));
+    timeline.events = events;
+    let s = summarize(&scenario, &timeline, finished_run());
+    let slo = s.slos.iter().find(|x| x.name == "scale-out").unwrap();
+    assert_eq!(
+        (slo.observed.as_deref(), slo.pass),
+        (Some("never"), Some(false))
+    );
+    assert_eq!(s.verdict, Verdict::Fail);
+    assert_eq!(
+        serde_json::to_value(&s.scale_outs[1]).unwrap()["outcome"],
+        "never-served"
+    );
 }

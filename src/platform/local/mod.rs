@@ -144,7 +144,7 @@ impl LocalPlatform {
         env.set_service_urls(|service| format!("http://{}", internal[service]));
 
         let placement = state::initial_placement(&topology);
-        let instances = (0..topology.instances)
+        let instances: Vec<Instance> = (0..topology.instances)
             .map(|i| Instance {
                 name: format!("i-{}", i + 1),
                 address: instance_address(i),
@@ -152,6 +152,13 @@ impl LocalPlatform {
                 boots_at: None,
             })
             .collect();
+        for i in &instances {
+            events.emit(EventKind::InstanceRunning {
+                instance: i.name.clone(),
+                address: Some(i.address.to_string()),
+                zone: None,
+            });
+        }
         let lb = haproxy.api();
         let shared = Arc::new(Shared {
             run_dir: run_dir.to_path_buf(),

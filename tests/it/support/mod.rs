@@ -357,3 +357,32 @@ pub fn gameday_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output 
         .output()
         .expect("gameday runs")
 }
+
+/// Processes whose command line or environment mention `dir` (every server
+/// and replica of a run is started with its files there).
+pub fn processes_of(dir: &std::path::Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().to_string_lossy().into_owned();
+            pid.parse::<u32>().ok()?;
+            if pid == me {
+                return None;
+            }
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&[cmd, env].concat()).into_owned();
+            text.contains(&needle).then(|| {
+                format!(
+                    "{pid}: {}",
+                    text.replace('\0', " ")
+                        .chars()
+                        .take(120)
+                        .collect::<String>()
+                )
+            })
+        })
+        .collect()
+}

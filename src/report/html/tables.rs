@@ -1,0 +1,225 @@
+//! The report's tables: targets, faults and what each did, scale-outs, per
+//! step, errors, orders.
+
+use std::fmt::Write as _;
+
+use super::{esc, ms};
+use crate::{
+    observe::ScaleOutcome,
+    report::{FaultSummary, Summary},
+    slo::millis,
+};
+
+fn seconds(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1} s"))
+        .unwrap_or_else(|| "not measured".into())
+}
+
+pub(super) fn targets(h: &mut String, s: &Summary) {
+    let _ = write!(
+        h,
+        "<h2 id=\"slos\">Targets</h2><table><tr><th>Target</th><th>Goal</th><th>Observed</th><th>Result</th></tr>"
+    );
+    for slo in &s.slos {
+        let (c, word) = match slo.pass {
+            Some(true) => ("ok", "met"),
+            Some(false) => ("bad", "missed"),
+            None => ("na", "not measured"),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{c}\">{word}</td></tr>",
+            esc(&slo.name),
+            esc(&slo.target),
+            esc(slo.observed.as_deref().unwrap_or("not measured"))
+        );
+    }
+    let _ = write!(h, "</table>");
+    if !s.faults_not_injected.is_empty() {
+        let _ = write!(
+            h,
+            "<p class=\"na\">Faults listed but not injected: {}</p>",
+            esc(&s.faults_not_injected.join(", "))
+        );
+    }
+}
+
+/// What a fault took away: `1 replica`, `4 replicas, 1 instance`, `none`.
+fn capacity_lost(f: &FaultSummary) -> String {
+    let plural = |n: u32, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    match (f.replicas_lost, f.instances_lost) {
+        (None, None) => "not measured".into(),
+        (r, i) => {
+            let parts: Vec<String> = [(r.unwrap_or(0), "replica"), (i.unwrap_or(0), "instance")]
+                .into_iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| plural(n, what))
+                .collect();
+            if parts.is_empty() {
+                "none".into()
+            } else {
+                parts.join(", ")
+            }
+        }
+    }
+}
+
+pub(super) fn faults(h: &mut String, s: &Summary) {
+    let latency = s
+        .fault_rule
+        .as_ref()
+        .and_then(|r| {
+            Some(format!(
+                "{} over {}",
+                r.latency_percentile.as_deref()?,
+                millis(r.latency_target_ms?)
+            ))
+        })
+        .unwrap_or_else(|| "latency over target".into());
+    let _ = write!(
+        h,
+        "<h2 id=\"faults\">Faults</h2><p>Times are seconds on the run's clock, the x axis of every chart \
+         (the shop started first; the shoppers, and the plan's fault times, from second {}). A fault has recovered when \
+         {} good seconds follow in a row: seconds where at least {} of requests succeeded{}.</p>\
+         <table><tr><th>Fault</th><th>Kind</th><th>Targets</th><th>Injected at</th>\
+         <th>First error at</th><th>Failed requests</th><th>Seconds with {}</th><th>Worst p99</th>\
+         <th>Capacity lost</th><th>Capacity back at</th><th>Recovered at</th><th>Recovery</th></tr>",
+        s.load_started_s,
+        s.fault_rule.as_ref().map_or(5, |r| r.settle_s),
+        crate::slo::percent(s.fault_rule.as_ref().map_or(0.99, |r| r.success_threshold)),
+        match &s.fault_rule {
+            Some(r) if r.latency_target_ms.is_some() => format!(" and {latency} was not exceeded"),
+            _ => String::new(),
+        },
+        esc(&latency),
+    );
+    if s.faults.is_empty() {
+        let _ = write!(h, "<tr><td colspan=\"12\">No fault was injected.</td></tr>");
+    }
+    for f in &s.faults {
+        let recovered = match (f.recovered_at_s, f.injected_at_s) {
+            (Some(r), _) => format!("{r:.1} s"),
+            (None, Some(_)) => "<span class=\"bad\">not recovered</span>".into(),
+            (None, None) => "not measured".into(),
+        };
+        let back = match (f.capacity_back_at_s, f.replicas_lost, f.instances_lost) {
+            (Some(b), _, _) => format!("{b:.1} s"),
+            (None, Some(0) | None, Some(0) | None) => "-".into(),
+            (None, _, _) => "<span class=\"bad\">not back</span>".into(),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{back}</td><td>{recovered}</td><td>{}</td></tr>",
+            esc(&f.name),
+            esc(&f.kind),
+            esc(&f.targets.join(", ")),
+            seconds(f.injected_at_s),
+            f.first_error_at_s
+                .map(|t| format!("{t:.1} s"))
+                .unwrap_or_else(|| "none".into()),
+            f.errors.map(|e| e.to_string()).unwrap_or_default(),
+            f.slow_seconds
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "no target".into()),
+            ms(f.worst_p99_ms),
+            capacity_lost(f),
+            seconds(f.recovery_s),
+        );
+    }
+    let _ = write!(h, "</table>");
+}
+
+pub(super) fn scale_outs(h: &mut String, s: &Summary) {
+    if s.scale_outs.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<h3 id=\"scale-outs\">Scale-outs</h3><table><tr><th>Service</th><th>Replicas</th><th>Signal at</th><th>Serving at</th><th>Took</th><th>Outcome</th></tr>"
+    );
+    for so in &s.scale_outs {
+        let class = match so.outcome {
+            ScaleOutcome::Served => "",
+            ScaleOutcome::NeverServed => " class=\"bad\"",
+            ScaleOutcome::Withdrawn | ScaleOutcome::CutOff => " class=\"na\"",
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{} → {}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td{class}>{}</td></tr>",
+            esc(&so.service),
+            so.from,
+            so.to,
+            so.signal_at_s,
+            so.ready_at_s
+                .map_or_else(|| "-".into(), |t| format!("{t:.1} s")),
+            so.duration_s
+                .map_or_else(|| "-".into(), |t| format!("{t:.1} s")),
+            so.outcome.words()
+        );
+    }
+    let _ = write!(h, "</table>");
+}
+
+pub(super) fn steps(h: &mut String, s: &Summary) {
+    let _ = write!(
+        h,
+        "<h2 id=\"steps\">Per step</h2><table><tr><th>Step</th><th>Count</th><th>Failed</th><th>rps</th><th>p50</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>p99 corrected</th></tr>"
+    );
+    for st in &s.steps {
+        let l = &st.latency_ms;
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&st.step),
+            st.count,
+            st.failed_percent
+                .map(|p| format!("{p:.2}%"))
+                .unwrap_or_default(),
+            st.rps.map(|r| format!("{r:.1}")).unwrap_or_default(),
+            ms(l.p50),
+            ms(l.p95),
+            ms(l.p99),
+            ms(l.p99_9),
+            ms(l.max),
+            ms(st.latency_corrected_ms.p99)
+        );
+    }
+    let _ = write!(h, "</table>");
+}
+
+pub(super) fn errors(h: &mut String, s: &Summary) {
+    let _ = write!(
+        h,
+        "<h2 id=\"errors\">Errors by kind and step</h2><table><tr><th>Step</th><th>Kind</th><th>Count</th></tr>"
+    );
+    if s.steps.iter().all(|st| st.errors.is_empty()) {
+        let _ = write!(h, "<tr><td colspan=\"3\">No request failed.</td></tr>");
+    }
+    for st in &s.steps {
+        for (kind, n) in &st.errors {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>",
+                esc(&st.step),
+                esc(kind)
+            );
+        }
+    }
+    let _ = write!(h, "</table>");
+}
+
+pub(super) fn orders(h: &mut String, s: &Summary) {
+    let o = &s.orders;
+    let n = |v: Option<u64>| {
+        v.map(|v| v.to_string())
+            .unwrap_or_else(|| "not measured".into())
+    };
+    let _ = write!(
+        h,
+        "<h2 id=\"orders\">Orders</h2><p>accepted {}, dispatched {}, lost {}, duplicated {}</p>",
+        n(o.accepted),
+        n(o.dispatched),
+        n(o.lost),
+        n(o.duplicated)
+    );
+}
