@@ -38,6 +38,8 @@ pub struct Series {
     pub name: String,
     pub color: RGBColor,
     pub dashed: bool,
+    /// Filled down to zero (a stacked area: give the series top-down).
+    pub area: bool,
     pub points: Vec<(f64, f64)>,
 }
 
@@ -47,10 +49,25 @@ impl Series {
             name: name.into(),
             color,
             dashed: false,
+            area: false,
             points,
         }
     }
+
+    pub fn dashed(mut self) -> Self {
+        self.dashed = true;
+        self
+    }
+
+    pub fn area(mut self) -> Self {
+        self.area = true;
+        self
+    }
 }
+
+/// Room on the right of every time chart for its legend, so the legend
+/// never hides data.
+const LEGEND_PX: u32 = 120;
 
 /// The Okabe-Ito palette: told apart by readers with any common colour
 /// vision deficiency. Each series keeps its colour on every chart.
@@ -95,7 +112,7 @@ pub mod palette {
 const BAND: RGBAColor = RGBAColor(0, 0, 0, 0.07);
 const BAND_LINE: RGBColor = RGBColor(90, 90, 90);
 const BAND_TEXT: RGBColor = RGBColor(60, 60, 60);
-const MARKER: RGBColor = RGBColor(0, 114, 178);
+const MARKER: RGBColor = RGBColor(68, 68, 68);
 /// Roughly how wide a character of an 11 px label is.
 const CHAR_PX: i32 = 6;
 
@@ -160,6 +177,7 @@ fn draw_time_chart(
     let mut chart = ChartBuilder::on(&root)
         .caption(spec.title, ("sans-serif", 16))
         .margin(10)
+        .margin_right(LEGEND_PX)
         .x_label_area_size(34)
         .y_label_area_size(64)
         .build_cartesian_2d(spec.x.clone(), spec.y.clone())?;
@@ -247,23 +265,42 @@ fn draw_time_chart(
     }
     for s in series {
         let line = style(s);
-        let drawn = if s.dashed {
-            chart.draw_series(DashedLineSeries::new(s.points.iter().copied(), 6, 4, line))?
+        if s.area {
+            chart.draw_series(AreaSeries::new(
+                s.points.iter().copied(),
+                0.0,
+                s.color.mix(0.55).filled(),
+            ))?;
+        }
+        if s.dashed {
+            chart.draw_series(DashedLineSeries::new(s.points.iter().copied(), 6, 4, line))?;
         } else {
-            chart.draw_series(LineSeries::new(s.points.iter().copied(), line))?
-        };
-        drawn
-            .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], line));
+            chart.draw_series(LineSeries::new(s.points.iter().copied(), line))?;
+        }
     }
-    if !series.is_empty() {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 205, 215))
-            .label_font(("sans-serif", 12))
-            .draw()?;
+    // The legend, in its own column right of the plot.
+    let (right, top) = chart.backend_coord(&(spec.x.end, y1));
+    for (i, s) in series.iter().enumerate() {
+        let y = top + 6 + 16 * i as i32;
+        let x = right + 12;
+        if s.dashed {
+            for k in 0..3 {
+                root.draw(&PathElement::new(
+                    vec![(x + 7 * k, y), (x + 7 * k + 4, y)],
+                    style(s),
+                ))?;
+            }
+        } else {
+            root.draw(&PathElement::new(
+                vec![(x, y), (x + 18, y)],
+                style(s).stroke_width(3),
+            ))?;
+        }
+        root.draw(&Text::new(
+            s.name.clone(),
+            (x + 24, y - 6),
+            ("sans-serif", 12).into_font(),
+        ))?;
     }
     root.present()?;
     Ok(())
@@ -367,6 +404,7 @@ mod tests {
         assert!(svg.contains("kill-pod cart"));
         assert!(svg.contains("catalogue 2→3"));
         assert!(svg.contains("<polyline"), "the line is drawn");
+        assert!(svg.contains("\nok\n"), "the legend names the series");
         // Same input, same bytes: reports re-render identically.
         assert_eq!(svg, time_chart(&spec(), &flat(), &marks));
     }

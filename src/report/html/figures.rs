@@ -84,12 +84,17 @@ fn percentiles_over_time(timeline: &Timeline, tag: &str) -> Vec<Series> {
     .collect()
 }
 
-fn target_line(name: &str, value: f64, x: &Range<f64>) -> Series {
-    Series {
-        name: name.into(),
-        color: palette::TARGET,
-        dashed: true,
-        points: vec![(x.start, value), (x.end, value)],
+/// A dashed target line, in the colour of what it limits.
+fn target_line(name: &str, color: plotters::style::RGBColor, value: f64, x: &Range<f64>) -> Series {
+    Series::new(name, color, vec![(x.start, value), (x.end, value)]).dashed()
+}
+
+fn percentile_color(p: Percentile) -> plotters::style::RGBColor {
+    match p {
+        Percentile::P50 => palette::P50,
+        Percentile::P95 => palette::P95,
+        Percentile::P99 => palette::P99,
+        _ => palette::TARGET,
     }
 }
 
@@ -114,7 +119,12 @@ fn latency_chart(
     for (p, d) in targets.into_iter().flatten() {
         let ms = d.as_secs_f64() * 1000.0;
         if ms <= data_top * 3.0 {
-            series.push(target_line(&format!("{} target", p.key()), ms, x));
+            series.push(target_line(
+                &format!("{} target", p.key()),
+                percentile_color(*p),
+                ms,
+                x,
+            ));
             y_top = y_top.max(ms * 1.1);
         } else {
             above.push(format!("{} target {} is above", p.key(), millis(ms)));
@@ -315,7 +325,7 @@ pub(super) fn availability(h: &mut String, input: &Input<'_>, x: &Range<f64>, ma
         .collect();
     let mut series = vec![Series::new("availability", palette::AVAILABILITY, points)];
     if let Some(target) = input.scenario.slo.availability {
-        series.push(target_line("target", target * 100.0, x));
+        series.push(target_line("target", palette::TARGET, target * 100.0, x));
     }
     // Zoom in on the interesting part: down to the worst second (or a
     // little below the target), never below 0.
@@ -344,30 +354,72 @@ pub(super) fn availability(h: &mut String, input: &Input<'_>, x: &Range<f64>, ma
     );
 }
 
-/// Holds each count until the next change, to the end of the axis.
-fn stepped(points: &[(f64, f64)], end: f64) -> Vec<(f64, f64)> {
-    let mut out = Vec::new();
-    for (j, p) in points.iter().enumerate() {
-        if j > 0 {
-            out.push((p.0, points[j - 1].1));
+/// Holds each count until the next change, from the axis' start (the count
+/// then) to its end.
+fn stepped(points: &[(f64, f64)], x: &Range<f64>) -> Vec<(f64, f64)> {
+    let before = points.iter().take_while(|p| p.0 <= x.start).last();
+    let mut out: Vec<(f64, f64)> = before.map(|p| (x.start, p.1)).into_iter().collect();
+    for p in points.iter().filter(|p| p.0 > x.start && p.0 <= x.end) {
+        if let Some(last) = out.last().copied() {
+            out.push((p.0, last.1));
         }
         out.push(*p);
     }
-    if let Some(last) = points.last() {
-        out.push((end, last.1));
+    if let Some(last) = out.last().copied() {
+        out.push((x.end, last.1));
     }
     out
 }
 
+/// Per-service counts stacked: each series is the sum of its own and those
+/// listed after it, so the bands' heights are each service's count.
+fn stacked(per_service: Vec<(String, Vec<(f64, f64)>)>, x: &Range<f64>) -> Vec<Series> {
+    let steps: Vec<(String, Vec<(f64, f64)>)> = per_service
+        .into_iter()
+        .map(|(s, points)| (s, stepped(&points, x)))
+        .collect();
+    let mut times: Vec<f64> = steps
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup();
+    // The count of a stepped series at `t`: its last point at or before t
+    // (at a step, the later value).
+    let at = |points: &[(f64, f64)], t: f64| {
+        points
+            .iter()
+            .take_while(|p| p.0 <= t)
+            .last()
+            .map_or(0.0, |p| p.1)
+    };
+    (0..steps.len())
+        .map(|i| {
+            let mut points = Vec::new();
+            for (j, t) in times.iter().enumerate() {
+                let below: f64 = steps[i..].iter().map(|(_, p)| at(p, *t)).sum();
+                if j > 0 {
+                    // Vertical at a change: the previous level first.
+                    let before: f64 = steps[i..].iter().map(|(_, p)| at(p, times[j - 1])).sum();
+                    points.push((*t, before));
+                }
+                points.push((*t, below));
+            }
+            let name = steps[i].0.clone();
+            let color = palette::service(&name);
+            Series::new(name, color, points).area()
+        })
+        .collect()
+}
+
 /// Replicas serving per service, and instances, side by side.
 fn capacity(h: &mut String, tl: &Timeline, x: &Range<f64>, marks: &Marks) {
-    let replicas: Vec<Series> = crate::observe::replicas_over_time(&tl.events)
-        .into_iter()
-        .map(|(service, points)| {
-            let color = palette::service(&service);
-            Series::new(service, color, stepped(&points, x.end))
-        })
-        .collect();
+    let replicas = stacked(
+        crate::observe::replicas_over_time(&tl.events)
+            .into_iter()
+            .collect(),
+        x,
+    );
     let instances: Vec<Series> = crate::observe::instances_over_time(&tl.events)
         .into_iter()
         .map(|(name, points)| {
@@ -376,7 +428,7 @@ fn capacity(h: &mut String, tl: &Timeline, x: &Range<f64>, marks: &Marks) {
             } else {
                 palette::RUNNING
             };
-            Series::new(name, color, stepped(&points, x.end))
+            Series::new(name, color, stepped(&points, x))
         })
         .collect();
     if replicas.is_empty() && instances.is_empty() {
@@ -386,8 +438,8 @@ fn capacity(h: &mut String, tl: &Timeline, x: &Range<f64>, marks: &Marks) {
     for (id, caption, title, y_desc, series) in [
         (
             "chart-replicas",
-            "Replicas serving per service over time",
-            "Replicas serving",
+            "Replicas serving per service over time, stacked",
+            "Replicas serving (stacked by service)",
             "replicas",
             replicas,
         ),
