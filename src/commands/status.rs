@@ -94,5 +94,15 @@ pub async fn run(json: bool, scenario: Option<&Path>) -> anyhow::Result<i32> {
     if total > 0.0 {
         println!("\nResident memory of the whole stack: {total:.0} MiB");
     }
+    if !inv.cost.is_empty() {
+        println!("\nCost since each process started:");
+        println!(
+            "  {:<16} {:>12} {:>12}",
+            "component", "CPU seconds", "memory"
+        );
+        for c in &inv.cost {
+            println!("  {:<16} {:>12.1} {:>8.1} MiB", c.name, c.cpu_s, c.rss_mb);
+        }
+    }
     Ok(exit_codes::OK)
 }

@@ -4,6 +4,20 @@
 
 use std::time::{Duration, Instant};
 
+/// This process's resident memory, in MiB (from /proc).
+pub fn own_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
 /// CPU time (user + system) this process has used, in seconds.
 pub fn own_cpu_seconds() -> Option<f64> {
     use nix::sys::resource::{UsageWho, getrusage};

@@ -210,6 +210,31 @@ pub struct Inventory {
     pub instances: Vec<InstanceInfo>,
     pub replicas: Vec<ReplicaInfo>,
     pub infra: Vec<ComponentInfo>,
+    /// What each component has cost since it started, where the platform
+    /// can tell (`gameday status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cost: Vec<ComponentCost>,
+}
+
+/// One component's cost so far: CPU seconds used since the platform started
+/// (a running total that never goes down, replicas that came and went
+/// included) and resident memory now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentCost {
+    /// `load balancer`, `database`, `cache`, `broker`, or a service's name.
+    pub name: String,
+    pub cpu_s: f64,
+    pub rss_mb: f64,
+}
+
+/// What a platform measures of itself at one moment: each component's cost,
+/// and running totals of counters (`db_queries`, `cache_hits`,
+/// `cache_misses`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub components: Vec<ComponentCost>,
+    #[serde(default)]
+    pub counters: BTreeMap<String, f64>,
 }
 
 /// A fault applied: its id, what it hit, and when it is undone (a lasting
@@ -260,6 +285,11 @@ pub trait Platform: Send + Sync {
     async fn inject(&self, fault: &Fault, targets: &[Target]) -> Result<()>;
     /// Puts back what a lasting fault took away.
     async fn undo(&self, undo: &Undo) -> Result<()>;
+    /// What each component has cost so far (nothing, where the platform
+    /// cannot tell: a cloud bills it, gameday does not see it).
+    async fn sample(&self) -> Sample {
+        Sample::default()
+    }
     /// Tears down what it deployed (nothing, when it attached) and stops
     /// its watchers.
     async fn shutdown(self: Box<Self>);

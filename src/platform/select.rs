@@ -158,7 +158,7 @@ pub struct UpOptions {
 /// What `up` left: a stack this process keeps (and serves faults for), or
 /// an exit code.
 pub enum Up {
-    Supervising(local::supervisor::Supervisor),
+    Supervising(Box<local::supervisor::Supervisor>),
     Done(i32),
 }
 

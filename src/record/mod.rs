@@ -7,6 +7,7 @@
 //! standard HdrHistogram interval-log format), so a run that crashes keeps
 //! everything up to its last second.
 
+pub mod cost;
 pub mod probes;
 pub mod timeline;
 
@@ -21,6 +22,7 @@ use std::{
 
 use hdrhistogram::Histogram;
 
+pub use cost::{CostRow, CostWriter, LOAD_GENERATOR, read_cost};
 pub use probes::{Probe, ProbePath, read_probes};
 pub use timeline::{SecondRow, StepRow, Timeline, TimelineWriter, read_timeline};
 

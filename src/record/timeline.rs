@@ -198,6 +198,8 @@ pub struct Timeline {
     pub events: Vec<crate::events::Event>,
     /// `probe.jsonl`: the prober's checks.
     pub probes: Vec<super::Probe>,
+    /// `cost.jsonl`: what each component cost, second by second.
+    pub cost: Vec<super::CostRow>,
 }
 
 impl Timeline {
@@ -263,6 +265,7 @@ pub fn read_timeline(dir: &Path) -> Result<Timeline> {
         // A run that crashed early may have neither file.
         events: crate::events::read_events(&dir.join("events.jsonl")).unwrap_or_default(),
         probes: super::read_probes(dir),
+        cost: super::read_cost(dir),
     })
 }
 

@@ -4,6 +4,7 @@
 
 pub mod charts;
 pub mod compare;
+pub mod cost;
 pub mod html;
 pub mod junit;
 pub mod summary;

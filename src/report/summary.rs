@@ -87,6 +87,10 @@ pub struct Summary {
     pub aborted_by: Option<String>,
     /// Faults the scenario lists that this run did not inject.
     pub faults_not_injected: Vec<String>,
+    /// What each component cost over the measured window (null when the
+    /// run has no cost samples).
+    #[serde(default)]
+    pub cost: Option<super::cost::Cost>,
 }
 
 /// The rule a fault's recovery and latency impact were judged by.
@@ -138,6 +142,9 @@ pub struct RunInfo {
     /// recorded: they ran their plan).
     #[serde(default)]
     pub load_ended: Option<LoadEnd>,
+    /// CPUs of the machine the run was on.
+    #[serde(default)]
+    pub cores: Option<u32>,
     /// The second of the run's clock at which the load started.
     #[serde(default)]
     pub load_started_s: u64,
@@ -353,6 +360,7 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, mut info: RunInfo) ->
         aborted_by: info.aborted_by,
         // Faults the scheduler tried and could not apply (and, from runs
         // before the scheduler existed, those it listed).
+        cost: super::cost::cost(&timeline.cost, window.clone(), total, info.cores),
         faults_not_injected: timeline
             .events
             .iter()

@@ -12,6 +12,7 @@
 
 mod accounts;
 pub mod collector;
+mod cost;
 
 use std::{
     path::{Path, PathBuf},
@@ -178,6 +179,9 @@ impl Runner {
                 lag_ms_p99: Some(health.lag_ms_p99),
             },
             finished: true,
+            cores: std::thread::available_parallelism()
+                .ok()
+                .map(|n| n.get() as u32),
             load_ended: Some(if interrupted.is_cancelled() {
                 LoadEnd::Interrupted
             } else if loaded.fired.is_some() {
@@ -343,7 +347,7 @@ async fn load_and_chaos(
         outcome
     };
     let chaos_plan = chaos::schedule(&scenario.faults, scenario.load.length());
-    let (outcome, ()) = tokio::join!(
+    let (outcome, (), costs) = tokio::join!(
         load,
         chaos::run_schedule(
             platform,
@@ -353,7 +357,11 @@ async fn load_and_chaos(
             load_start,
             chaos_stop.clone(),
         ),
+        cost::sample(platform, events, run_dir, load_done.clone()),
     );
+    if let Err(e) = costs {
+        tracing::warn!(error = %e, "cost samples were not recorded");
+    }
     drop(quiet);
     // Every fault still active is undone, whatever ended the run.
     rollback.run_all(platform, events).await;

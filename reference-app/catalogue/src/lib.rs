@@ -25,6 +25,7 @@ struct AppState {
     db: Database,
     cache: Arc<Redis>,
     ttl: Duration,
+    metrics: Arc<shop_common::metrics::Metrics>,
 }
 
 pub async fn build(kit: Kit) -> anyhow::Result<Service> {
@@ -38,6 +39,7 @@ pub async fn build(kit: Kit) -> anyhow::Result<Service> {
         db: db.clone(),
         cache: cache.clone(),
         ttl: kit.settings.cache_ttl,
+        metrics: kit.metrics(),
     };
     let routes = Router::new()
         .route("/api/catalogue/categories", get(categories))
@@ -70,8 +72,14 @@ impl AppState {
             && let Ok(Some(hit)) = c.get::<_, Option<String>>(&key).await
             && let Ok(value) = serde_json::from_str(&hit)
         {
+            self.metrics.cache_lookup("hit");
             return Ok(value);
         }
+        self.metrics.cache_lookup(if conn.is_some() {
+            "miss"
+        } else {
+            "unavailable"
+        });
         let value = load().await?;
         if let Some(c) = conn.as_mut()
             && let Ok(text) = serde_json::to_string(&value)

@@ -29,10 +29,18 @@ pub struct RouteLabels {
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit`, `miss` (read from the source of truth), or `unavailable`
+    /// (the cache could not be asked).
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RouteLabels, Counter>,
     latency: HistogramFamily,
+    cache: Family<CacheLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -55,11 +63,23 @@ impl Metrics {
             format!("HTTP request latency of the {service} service"),
             latency.clone(),
         );
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            format!("Read-through cache lookups of the {service} service, by result"),
+            cache.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
+            cache,
         }
+    }
+
+    /// Counts one read-through cache lookup.
+    pub fn cache_lookup(&self, result: &'static str) {
+        self.cache.get_or_create(&CacheLabels { result }).inc();
     }
 
     pub fn record(&self, labels: RouteLabels, seconds: f64) {

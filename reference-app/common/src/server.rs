@@ -61,6 +61,11 @@ impl Kit {
         }
     }
 
+    /// The service's metrics, for counters of its own (cache lookups).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     pub fn jwt(&self) -> Jwt {
         Jwt::new(&self.settings.jwt_secret, self.settings.token_ttl)
     }

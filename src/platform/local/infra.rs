@@ -527,6 +527,13 @@ impl RabbitMq {
 
 server!(RabbitMq, stop grace 30 s);
 
+impl RabbitMq {
+    /// The node's own epmd (the name server it registers with).
+    pub fn epmd_pid(&self) -> Option<u32> {
+        self.epmd.as_ref().and_then(Supervised::pid)
+    }
+}
+
 impl Drop for RabbitMq {
     fn drop(&mut self) {
         // The node before its epmd.

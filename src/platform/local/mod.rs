@@ -12,6 +12,7 @@
 
 mod autoscaler;
 pub mod control;
+mod cost;
 pub mod database;
 mod faults;
 pub mod haproxy;
@@ -64,6 +65,7 @@ pub struct LocalPlatform {
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
     stopped: bool,
+    meter: std::sync::Mutex<cost::Meter>,
 }
 
 /// Checks that the servers and the shop's binaries are installed; says
@@ -194,6 +196,7 @@ impl LocalPlatform {
             shared: shared.clone(),
             tasks: Vec::new(),
             stopped: false,
+            meter: Default::default(),
         };
         reconcile::reconcile(&shared).await;
         platform
@@ -353,6 +356,10 @@ impl Platform for LocalPlatform {
             },
             other => Err(unsupported_undo(other)),
         }
+    }
+
+    async fn sample(&self) -> crate::platform::Sample {
+        self.measure().await
     }
 
     async fn shutdown(self: Box<Self>) {

@@ -199,6 +199,7 @@ pub(super) fn inventory(shared: &Shared, st: &State) -> Inventory {
             })
             .collect(),
         infra,
+        cost: Vec::new(),
     }
 }
 

@@ -53,7 +53,7 @@ pub struct Supervisor {
 
 /// How `start` ended.
 pub enum Started {
-    Running(Supervisor),
+    Running(Box<Supervisor>),
     /// Stopped before it was ready (exit code).
     Stopped(i32),
 }
@@ -146,7 +146,7 @@ pub async fn start(topology: Topology, run_dir: PathBuf, detached: bool) -> Resu
             served
         })
     };
-    Ok(Started::Running(Supervisor {
+    Ok(Started::Running(Box::new(Supervisor {
         platform,
         run_dir,
         requests: Some(rx),
@@ -154,7 +154,7 @@ pub async fn start(topology: Topology, run_dir: PathBuf, detached: bool) -> Resu
         code,
         control,
         control_stop,
-    }))
+    })))
 }
 
 impl Supervisor {
@@ -373,5 +373,25 @@ pub fn status() -> Result<Option<(Inventory, bool)>> {
             .filter(|p| counted.insert(*p))
             .and_then(|p| usage(Some(p)));
     }
+    let mut groups: Vec<(u32, &str)> = Vec::new();
+    for r in &inventory.replicas {
+        if let Some(pid) = pid_of(&r.details) {
+            groups.push((pid, r.service.as_str()));
+        }
+    }
+    for i in &inventory.infra {
+        let component = match i.name.as_str() {
+            "haproxy" => "load balancer",
+            n if n.starts_with("mariadb-") && n != "mariadb-writer" => "database",
+            "redis" => "cache",
+            "rabbitmq" => "broker",
+            _ => continue,
+        };
+        if let Some(pid) = pid_of(&i.details) {
+            groups.push((pid, component));
+        }
+    }
+    let cost = super::cost::cost_by_group(&groups);
+    inventory.cost = cost;
     Ok(Some((inventory, current.supervisor_alive())))
 }

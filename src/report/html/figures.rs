@@ -480,3 +480,63 @@ fn capacity(h: &mut String, tl: &Timeline, x: &Range<f64>, marks: &Marks) {
     }
     let _ = write!(h, "</div>");
 }
+
+/// The colour of a cost component: a service's own, else one per part.
+fn component_color(name: &str) -> plotters::style::RGBColor {
+    match name {
+        crate::record::LOAD_GENERATOR => palette::BLACK,
+        "load balancer" => palette::GREY,
+        "database" => palette::YELLOW,
+        "cache" => plotters::style::RGBColor(153, 153, 153),
+        "broker" => plotters::style::RGBColor(200, 200, 200),
+        service => palette::service(service),
+    }
+}
+
+/// CPU per component over time, stacked, in cores.
+pub(super) fn cost(h: &mut String, input: &Input<'_>, x: &Range<f64>, marks: &Marks) {
+    let per = crate::report::cost::cpu_over_time(&input.timeline.cost);
+    if per.is_empty() {
+        return;
+    }
+    // Biggest spenders at the bottom of the stack.
+    let mut order: Vec<(String, Vec<(f64, f64)>)> = per.into_iter().collect();
+    let total = |p: &[(f64, f64)]| p.iter().map(|q| q.1).sum::<f64>();
+    order.sort_by(|a, b| total(&a.1).total_cmp(&total(&b.1)));
+    let series: Vec<Series> = stacked(order, x)
+        .into_iter()
+        .map(|mut s| {
+            s.color = component_color(&s.name);
+            s
+        })
+        .collect();
+    let y_top = series
+        .first()
+        .map(|s| top(&s.points, 0.1))
+        .unwrap_or(1.0)
+        .max(
+            input
+                .summary
+                .cost
+                .as_ref()
+                .and_then(|c| c.cores)
+                .unwrap_or(1) as f64,
+        );
+    figure(
+        h,
+        "chart-cost",
+        "CPU used per component over time, stacked, in cores",
+        &charts::time_chart(
+            &TimeChart {
+                title: "CPU per component (cores, stacked)",
+                y_desc: "cores",
+                x: x.clone(),
+                y: 0.0..y_top,
+                size: WIDE,
+                counts: false,
+            },
+            &series,
+            marks,
+        ),
+    );
+}

@@ -141,6 +141,8 @@ pub fn render(input: &Input<'_>) -> String {
     tables::errors(&mut h, s);
     figures::availability(&mut h, input, &x, &marks);
     tables::orders(&mut h, s);
+    tables::cost(&mut h, s);
+    figures::cost(&mut h, input, &x, &marks);
     let lg = &s.load_generator;
     let _ = write!(
         h,

@@ -223,3 +223,44 @@ pub(super) fn orders(h: &mut String, s: &Summary) {
         n(o.duplicated)
     );
 }
+
+pub(super) fn cost(h: &mut String, s: &Summary) {
+    let _ = write!(h, "<h2 id=\"cost\">Cost (measured window)</h2>");
+    let Some(c) = &s.cost else {
+        let _ = write!(
+            h,
+            "<p class=\"na\">Not measured: this platform does not report what its parts cost.</p>"
+        );
+        return;
+    };
+    let share = c
+        .stack_cpu_percent
+        .map(|p| format!("{p:.0}% of the machine's {} cores", c.cores.unwrap_or(0)))
+        .unwrap_or_else(|| "not measured".into());
+    let _ = write!(
+        h,
+        "<p>{} s, {} requests; everything together used {share}; database queries per request {}; catalogue cache hit ratio {}.</p>\
+         <table><tr><th>Component</th><th>CPU seconds</th><th>CPU ms per 1,000 requests</th><th>Peak memory</th></tr>",
+        c.window_s,
+        c.requests,
+        c.db_queries_per_request
+            .map(|q| format!("{q:.2}"))
+            .unwrap_or_else(|| "not measured".into()),
+        c.cache_hit_ratio
+            .map(crate::slo::percent)
+            .unwrap_or_else(|| "not measured".into()),
+    );
+    for k in &c.components {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.0} MiB</td></tr>",
+            esc(&k.name),
+            k.cpu_s,
+            k.cpu_ms_per_1k_requests
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            k.peak_rss_mb
+        );
+    }
+    let _ = write!(h, "</table>");
+}
