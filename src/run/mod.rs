@@ -284,6 +284,7 @@ async fn load_and_chaos(
         expected_interval: scenario.load.think_time.0.max(Duration::from_millis(10)),
         catalogue_size: shop::CATALOGUE_SIZE,
         run_id: run_id(),
+        client: load::shared_client().map_err(|e| failed("http client", e))?,
     });
     let writer = TimelineWriter::create(
         run_dir,
