@@ -258,6 +258,41 @@ pub async fn open(spec: Option<&PlatformSpec>) -> Result<Attached> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::Scenario;
+
+    fn errors(text: &str) -> Vec<String> {
+        Scenario::parse_with(std::path::Path::new("s.yaml"), text, check_faults)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    const LOAD: &str = "load:\n  stages:\n    - { users: 1, over: 10s }\n";
+
+    #[test]
+    fn a_fault_the_platform_cannot_perform_is_refused_with_its_reason_and_line() {
+        let local = format!(
+            "name: s\ntarget:\n  replicas: {{ cart: 0 }}\n{LOAD}faults:\n  - at: 1s\n    kill-pod: {{ service: cart }}\n"
+        );
+        assert_eq!(
+            errors(&local),
+            [
+                "s.yaml:9:5: faults[0].kill-pod: the local platform cannot do this: the target runs no cart replica to kill"
+            ]
+        );
+        let aws = format!(
+            "name: s\ntarget:\n  platform: aws\n  stack: shop\n{LOAD}faults:\n  - at: 1s\n    kill-pod: {{ service: cart }}\n  - at: 2s\n    duration: 5s\n    restart-cache: {{}}\n"
+        );
+        let e = errors(&aws);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("s.yaml:10:5: faults[0].kill-pod: the aws platform cannot do this: an Auto Scaling group runs instances, not pods"), "{e:?}");
+        assert!(
+            e[1].contains("faults[1].restart-cache") && e[1].contains("rebooted, not held down"),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn loopback_urls_are_recognised() {
