@@ -11,7 +11,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 
-use super::errors::{Error, Result, api_error};
+use super::errors::{Error, Result, api_error, deepest_cause};
 
 /// Which cluster to talk to, as the scenario's `target` names it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl Cluster {
         let (config, identity) = client_config(target).await?;
         let client = Client::try_from(config).map_err(|e| Error::Config {
             context: Some(identity.context.clone()),
-            source: Box::new(e),
+            cause: Box::new(e),
         })?;
         probe(&client, &identity).await?;
         Ok(Self::from_client(client, namespace, identity))
@@ -125,7 +125,7 @@ pub async fn client_config(target: &ClusterTarget) -> Result<(Config, Identity)>
     };
     let config_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Config {
         context: target.context.clone(),
-        source: e,
+        cause: e,
     };
     let (mut config, context) = match (&target.kubeconfig, &target.context) {
         (Some(path), _) => {
@@ -180,7 +180,7 @@ async fn probe(client: &Client, identity: &Identity) -> Result<()> {
         Err(source) => Err(Error::Unreachable {
             url: identity.url.clone(),
             context: identity.context.clone(),
-            source,
+            cause: deepest_cause(&source),
         }),
     }
 }

@@ -8,22 +8,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot load the Kubernetes configuration{}: {source}", for_context(.context))]
+    #[error("cannot load the Kubernetes configuration{}: {cause}", for_context(.context))]
     Config {
         context: Option<String>,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
 
     #[error(
-        "cannot reach the Kubernetes API server at {url} (context {context}): {source}; \
+        "cannot reach the Kubernetes API server at {url} (context {context}): {cause}; \
          check that the cluster is running and that the context is the right one"
     )]
     Unreachable {
         url: String,
         context: String,
-        #[source]
-        source: kube::Error,
+        /// What the connection ran into, deepest cause first.
+        cause: String,
     },
 
     #[error(
@@ -53,18 +52,13 @@ pub enum Error {
     #[error("cannot {action}: {what} does not exist")]
     NotFound { action: String, what: String },
 
-    #[error("cannot {action}: {source}")]
-    Api {
-        action: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error("cannot {action}: {cause}")]
+    Api { action: String, cause: kube::Error },
 
-    #[error("cannot read manifests from {}: {source}", path.display())]
+    #[error("cannot read manifests from {}: {cause}", path.display())]
     ManifestIo {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("{} document {document}: {message}", file.display())]
@@ -123,12 +117,6 @@ pub enum Error {
 
     #[error("{action}: {why}")]
     Refused { action: String, why: String },
-
-    #[error("watching {resource} failed: {message}")]
-    Watch {
-        resource: &'static str,
-        message: String,
-    },
 }
 
 /// Why one pod is not running: what the kubelet or the scheduler said.
@@ -171,6 +159,16 @@ fn pod_problems(problems: &[PodProblem]) -> String {
     format!("; {}", listed.join("; "))
 }
 
+/// The deepest cause of an error, where the reason usually is ("Connection
+/// refused", "certificate verify failed"), rather than its wrappers.
+pub(super) fn deepest_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest = error;
+    while let Some(next) = deepest.source() {
+        deepest = next;
+    }
+    deepest.to_string()
+}
+
 /// The API server's answer, when the error is one.
 pub(super) fn api_status(error: &kube::Error) -> Option<&kube::core::Status> {
     match error {
@@ -197,7 +195,10 @@ pub(super) fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -
                 action,
                 message: status.message.clone(),
             },
-            _ => Error::Api { action, source },
+            _ => Error::Api {
+                action,
+                cause: source,
+            },
         }
     }
 }

@@ -138,9 +138,9 @@ impl Manifest {
 
 /// Reads every document of every `*.yaml` file in `dir`, in file-name order.
 pub fn load(dir: &Path) -> Result<Vec<Manifest>> {
-    let io = |source| Error::ManifestIo {
+    let io = |cause| Error::ManifestIo {
         path: dir.to_path_buf(),
-        source,
+        cause,
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -152,9 +152,9 @@ pub fn load(dir: &Path) -> Result<Vec<Manifest>> {
     files.sort();
     let mut manifests = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| Error::ManifestIo {
+        let text = std::fs::read_to_string(&file).map_err(|cause| Error::ManifestIo {
             path: file.clone(),
-            source,
+            cause,
         })?;
         manifests.extend(parse(&file, &text)?);
     }

@@ -197,3 +197,19 @@ async fn an_undo_the_platform_never_registers_is_refused_by_name() {
         "{error}"
     );
 }
+
+#[test]
+fn the_bundled_kubernetes_scenario_validates_against_the_platform() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/kubernetes-smoke.yaml");
+
+    let scenario = crate::scenario::Scenario::load_with(&path, crate::platform::check_faults)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let crate::scenario::PlatformSpec::Kubernetes(k) = &scenario.target else {
+        panic!("{:?}", scenario.target);
+    };
+    assert!(k.deploy);
+    assert_eq!(k.namespace, "gameday-shop");
+    assert_eq!(scenario.faults.len(), 2);
+}
