@@ -6,6 +6,7 @@ pub mod charts;
 pub mod html;
 pub mod junit;
 pub mod summary;
+mod tables;
 
 use std::path::Path;
 
