@@ -32,6 +32,17 @@ pub enum Error {
     Forbidden { action: String, message: String },
 
     #[error(
+        "{fault} would be refused: the user of kube context {context} may not {}; \
+         it needs RBAC permission for it",
+        missing.join(", ")
+    )]
+    NotAllowed {
+        context: String,
+        fault: &'static str,
+        missing: Vec<String>,
+    },
+
+    #[error(
         "namespace {namespace} does not exist on this cluster; deploy the shop first \
          (`deploy: true`) or set target.namespace to where it runs"
     )]

@@ -9,6 +9,7 @@
 //! act only in the scenario's context and namespace, and on nodes that run
 //! its pods (see `targets`).
 
+mod access;
 mod cluster;
 mod deploy;
 pub mod errors;
@@ -237,6 +238,11 @@ impl Platform for KubernetesPlatform {
             },
             _ => None,
         }
+    }
+
+    /// Asks the API server whether this user may do what `fault` does.
+    async fn dry_run(&self, fault: &Fault, _targets: &[Target]) -> crate::Result<()> {
+        Ok(self.cluster.check_allowed(fault).await?)
     }
 
     async fn inject(&self, fault: &Fault, targets: &[Target]) -> crate::Result<()> {

@@ -213,3 +213,72 @@ fn the_bundled_kubernetes_scenario_validates_against_the_platform() {
     assert_eq!(k.namespace, "gameday-shop");
     assert_eq!(scenario.faults.len(), 2);
 }
+
+fn access_review(verb: &str, resource: &str, namespace: Option<&str>, allowed: bool) -> Exchange {
+    let mut attributes = serde_json::json!({ "group": "", "resource": resource, "verb": verb });
+    if let Some(ns) = namespace {
+        attributes["namespace"] = serde_json::json!(ns);
+    }
+    Exchange::post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+        .body(serde_json::json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "metadata": {},
+            "spec": { "resourceAttributes": attributes }
+        }))
+        .reply(
+            201,
+            serde_json::json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "metadata": {},
+                "spec": { "resourceAttributes": attributes },
+                "status": if allowed {
+                    serde_json::json!({ "allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"chaos\"" })
+                } else {
+                    serde_json::json!({ "allowed": false })
+                }
+            }),
+        )
+}
+
+#[tokio::test]
+async fn the_plan_s_dry_run_asks_the_api_server_and_names_each_permission_missing() {
+    let (platform, server) = preview();
+    let server = server.run(vec![
+        access_review("delete", "pods", Some(NS), true),
+        access_review("patch", "nodes", None, true),
+        access_review("list", "pods", None, true),
+        Exchange::post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews").reply(
+            201,
+            serde_json::json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "metadata": {},
+                "spec": {},
+                "status": { "allowed": false }
+            }),
+        ),
+        access_review("delete", "nodes", None, false),
+    ]);
+    let terminate = fault(
+        FaultKind::TerminateInstance {
+            radius: BlastRadius::Count(1),
+            zone: None,
+        },
+        None,
+    );
+
+    let kill = platform.dry_run(&fault(kill_cart(), None), &[]).await;
+    let error = platform.dry_run(&terminate, &[]).await.unwrap_err();
+    drop(platform);
+    mock::finish(server).await;
+
+    assert!(kill.is_ok(), "{kill:?}");
+    assert_eq!(
+        error.to_string(),
+        "terminate-instance would be refused: the user of kube context mock may not create \
+         pods/eviction in every namespace, delete nodes (cluster-wide); it needs RBAC permission \
+         for it"
+    );
+}
