@@ -342,6 +342,16 @@ pub async fn status(target: &KubernetesTarget) -> crate::Result<Option<(String, 
         return Ok(None);
     }
     let mut inventory = cluster.inventory().await?;
+    inventory.admin_token = std::env::var(super::ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            target
+                .deploy
+                .then(|| prepared(target, cluster.namespace()).ok())
+                .flatten()
+                .and_then(|m| manifests::admin_token(&m))
+        });
     inventory.entry_url = target
         .entry_url
         .clone()

@@ -44,6 +44,14 @@ use crate::{
     scenario::{Fault, FaultKind, KubernetesTarget},
 };
 
+/// The grace period db-failover deletes the database's pod with. Not 0:
+/// through the API that is a force delete, which removes the pod object at
+/// once, so its StatefulSet may start a new `mariadb-0` on the same volume
+/// while the old container still runs (Kubernetes warns against
+/// force-deleting StatefulSet pods). With 1 s the kubelet kills it first,
+/// as good as a crash.
+pub const DATABASE_GRACE_SECONDS: u32 = 1;
+
 /// The environment variable that gives the shop's admin token.
 pub const ADMIN_TOKEN_ENV: &str = "GAMEDAY_ADMIN_TOKEN";
 
@@ -294,7 +302,9 @@ impl Platform for KubernetesPlatform {
             }
             FaultKind::DbFailover { .. } => {
                 for t in targets {
-                    self.cluster.delete_pod(&t.id, Some(0)).await?;
+                    self.cluster
+                        .delete_pod(&t.id, Some(DATABASE_GRACE_SECONDS))
+                        .await?;
                     self.events.emit(EventKind::DbPrimaryKilled {
                         server: t.id.clone(),
                     });

@@ -91,7 +91,7 @@ pub fn describe(target: &KubernetesTarget, fault: &Fault) -> String {
                 .unwrap_or_default()
         ),
         FaultKind::DbFailover { .. } => format!(
-            "delete pod {DATABASE}-0 in namespace {ns} with grace period 0; its StatefulSet recreates \
+            "delete pod {DATABASE}-0 in namespace {ns} with a 1 s grace period (killed, not force-deleted); its StatefulSet recreates \
              it (a single member: a restart, there is no standby to promote)"
         ),
         FaultKind::RestartCache => server(CACHE),

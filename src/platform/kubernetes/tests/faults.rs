@@ -193,7 +193,7 @@ async fn killing_a_pod_without_permission_names_the_action_and_the_permission() 
 }
 
 #[tokio::test]
-async fn failing_the_database_over_deletes_its_primary_pod_at_once() {
+async fn failing_the_database_over_kills_its_primary_pod_with_a_one_second_grace_period() {
     let (platform, events, server) = attached();
     let server = server.run(vec![
         pods_of(
@@ -201,7 +201,7 @@ async fn failing_the_database_over_deletes_its_primary_pod_at_once() {
             vec![fixtures::stateful_pod("mariadb-0", "mariadb", "node-a")],
         ),
         Exchange::delete(&pod_path("mariadb-0"))
-            .body(json!({ "gracePeriodSeconds": 0 }))
+            .body(json!({ "gracePeriodSeconds": 1 }))
             .ok(fixtures::stateful_pod("mariadb-0", "mariadb", "node-a")),
     ]);
     let mut rx = events.subscribe();
@@ -236,7 +236,7 @@ async fn failing_the_database_over_in_a_namespace_deleted_meanwhile_says_the_nam
             vec![fixtures::stateful_pod("mariadb-0", "mariadb", "node-a")],
         ),
         Exchange::delete(&pod_path("mariadb-0"))
-            .body(json!({ "gracePeriodSeconds": 0 }))
+            .body(json!({ "gracePeriodSeconds": 1 }))
             .reply(404, fixtures::not_found("pods", "mariadb-0")),
         Exchange::get(&format!("/api/v1/namespaces/{NS}"))
             .reply(404, fixtures::not_found("namespaces", NS)),

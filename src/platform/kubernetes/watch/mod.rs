@@ -128,14 +128,20 @@ pub fn spawn(cluster: &Cluster, events: Arc<EventLog>) -> Watchers {
     let token = stop.clone();
     let task = tokio::spawn(async move {
         let mut view = View::default();
+        // A watch that keeps failing (RBAC, a network partition) is said
+        // once per new message, not at every retry.
+        let mut failing: BTreeMap<&'static str, String> = BTreeMap::new();
         loop {
             let next = tokio::select! {
                 _ = token.cancelled() => return,
                 next = observed.next() => next,
             };
             let Some(next) = next else { return };
-            if let Observed::Failed { resource, message } = &next {
+            if let Observed::Failed { resource, message } = &next
+                && failing.get(resource) != Some(message)
+            {
                 tracing::warn!(resource, error = %message, "watch failed; retrying");
+                failing.insert(resource, message.clone());
             }
             for kind in view.on(next) {
                 events.emit(kind);
