@@ -282,3 +282,69 @@ async fn the_plan_s_dry_run_asks_the_api_server_and_names_each_permission_missin
          for it"
     );
 }
+
+#[tokio::test]
+async fn the_plan_lists_the_pods_and_nodes_each_fault_would_hit_after_asking_for_permission() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/kubernetes-smoke.yaml");
+    let scenario = crate::scenario::Scenario::load(&path).unwrap();
+    let (platform, server) = preview();
+    let pods = vec![
+        fixtures::pod("cart-a", "cart", Some("node-a"), true),
+        fixtures::pod("cart-b", "cart", Some("node-b"), false),
+        fixtures::stateful_pod("mariadb-0", "mariadb", "node-b"),
+    ];
+    let server = server.run(vec![
+        Exchange::get(&format!("/api/v1/namespaces/{NS}/pods")).ok(fixtures::list(
+            "Pod",
+            "v1",
+            "7",
+            pods.clone(),
+        )),
+        Exchange::get(&format!(
+            "/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"
+        ))
+        .query(&[("labelSelector", "kubernetes.io/service-name")])
+        .ok(fixtures::list(
+            "EndpointSlice",
+            "discovery.k8s.io/v1",
+            "8",
+            vec![],
+        )),
+        Exchange::get("/api/v1/nodes").ok(fixtures::list(
+            "Node",
+            "v1",
+            "9",
+            vec![
+                fixtures::node("node-a", true, "zone-a"),
+                fixtures::node("node-b", true, "zone-b"),
+            ],
+        )),
+        Exchange::get(&format!("/api/v1/namespaces/{NS}/pods"))
+            .query(&[("labelSelector", "app.kubernetes.io/name=cart")])
+            .ok(fixtures::list("Pod", "v1", "7", pods[..2].to_vec())),
+        access_review("delete", "pods", Some(NS), true),
+        Exchange::get(&format!("/api/v1/namespaces/{NS}/pods"))
+            .query(&[("labelSelector", "app.kubernetes.io/name=mariadb")])
+            .ok(fixtures::list("Pod", "v1", "7", pods[2..].to_vec())),
+        access_review("delete", "pods", Some(NS), false),
+    ]);
+
+    let plan = crate::plan::render(&scenario, &platform).await;
+    drop(platform);
+    mock::finish(server).await;
+
+    for expected in [
+        "Target: the kubernetes platform; shoppers enter at http://shop.example.com",
+        "instances (2): node-a (10.0.0.1, zone-a), node-b (10.0.0.1, zone-b)",
+        "replicas: web 0, user 0, catalogue 0, cart 2, orders 0, shipping 0",
+        "infrastructure: mariadb-0",
+        "would hit 1 of 2: cart-a",
+        "candidates: cart-a (node-a, ready), cart-b (node-b, not ready)",
+        "would hit 1 of 1: mariadb-0",
+        "DRY RUN REFUSED: db-failover would be refused: the user of kube context mock may not \
+         delete pods in namespace gameday-shop",
+    ] {
+        assert!(plan.contains(expected), "{expected}\nnot in:\n{plan}");
+    }
+}
