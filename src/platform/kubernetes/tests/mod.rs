@@ -16,6 +16,7 @@ mod mock;
 mod nodes;
 mod on_a_cluster;
 mod platform;
+mod trackers;
 mod watch;
 
 use std::{collections::BTreeMap, path::Path, sync::Arc};

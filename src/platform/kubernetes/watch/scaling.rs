@@ -74,7 +74,11 @@ impl Track<HorizontalPodAutoscaler> for Hpas {
             .as_ref()
             .map(|s| s.scale_target_ref.name.clone())
             .unwrap_or_else(|| hpa.name_any());
-        let status = hpa.status.clone().unwrap_or_default();
+        // A new HPA has no status until the controller's first sync: its
+        // zero desired replicas would read as a decision.
+        let Some(status) = hpa.status.clone() else {
+            return;
+        };
         let desired = status.desired_replicas;
         let current = status.current_replicas.unwrap_or(desired);
         let cpu = status
