@@ -34,6 +34,9 @@ pub enum Error {
     },
     #[error("database")]
     Database(#[from] sqlx::Error),
+    /// The kubernetes platform's errors name the cluster, namespace and object.
+    #[error(transparent)]
+    Kubernetes(#[from] crate::platform::kubernetes::Error),
     /// Ctrl-C or SIGTERM stopped it (after cleaning up).
     #[error("interrupted {0}")]
     Interrupted(String),

@@ -5,7 +5,11 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = gameday::cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("GAMEDAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // kube's client logs every failed connection as an error; gameday
+        // reports it itself, naming the cluster.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,kube_client::client::builder=off")
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,7 +1,7 @@
 //! Where the shop runs. The engine (chaos, observe, the run, `plan`,
 //! `inject`, `status`) talks to [`Platform`] only; `select` is the one place
-//! that picks an implementation (`local` today; `kubernetes` and `aws` plug
-//! in beside it).
+//! that picks an implementation (`local` and `kubernetes` today; `aws` plugs
+//! in beside them).
 //!
 //! A platform deploys (or attaches to) the shop, lists what a fault can hit,
 //! performs each fault and undoes it, and reports what it sees (replicas,
@@ -9,6 +9,7 @@
 //! through the [`EventLog`](crate::events::EventLog) it was given.
 
 pub mod fake;
+pub mod kubernetes;
 pub mod local;
 mod select;
 
@@ -125,6 +126,9 @@ pub enum Undo {
     Uncordon(Target),
     /// Scale a workload back to what it was.
     ScaleTo { target: Target, replicas: u32 },
+    /// Each of these, in turn (a fault that hit several targets, such as
+    /// two nodes cordoned).
+    Each(Vec<Undo>),
 }
 
 impl Undo {
@@ -133,6 +137,11 @@ impl Undo {
             Undo::Start(t) => format!("start {} again", t.id),
             Undo::Uncordon(t) => format!("uncordon {}", t.id),
             Undo::ScaleTo { target, replicas } => format!("scale {} back to {replicas}", target.id),
+            Undo::Each(all) => all
+                .iter()
+                .map(Undo::describe)
+                .collect::<Vec<_>>()
+                .join("; "),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::{
     sync::Arc,
 };
 
-use super::{Injected, Inventory, Platform, Support, local};
+use super::{Injected, Inventory, Platform, Support, kubernetes, local};
 use crate::{
     errors::{Error, Result},
     events::EventLog,
@@ -18,14 +18,7 @@ use crate::{
 pub fn supports(spec: &PlatformSpec, fault: &Fault) -> Support {
     match spec {
         PlatformSpec::Local(topology) => local::supports(topology, fault),
-        PlatformSpec::Kubernetes(_) => match &fault.kind {
-            FaultKind::DbFailover {
-                rebuild_standby: false,
-            } => Support::No {
-                why: "the database's StatefulSet always recreates its pod; `rebuild-standby: false` has no meaning on kubernetes".into(),
-            },
-            _ => Support::Yes,
-        },
+        PlatformSpec::Kubernetes(target) => kubernetes::supports(target, fault),
         PlatformSpec::Aws(_) => match (&fault.kind, fault.duration) {
             (FaultKind::KillPod { .. }, _) => Support::No {
                 why: "an Auto Scaling group runs instances, not pods: kill-pod needs the kubernetes or local platform (terminate-instance hits an instance)".into(),
@@ -77,9 +70,15 @@ pub fn confirmation(spec: &PlatformSpec) -> Option<String> {
     match spec {
         PlatformSpec::Local(_) => None,
         PlatformSpec::Kubernetes(k) => Some(format!(
-            "This acts on the Kubernetes cluster of context `{}`, namespace `{}`.",
-            k.context.as_deref().unwrap_or("(current)"),
-            k.namespace
+            "This acts on the Kubernetes cluster of kubeconfig context `{}`: namespace `{}`{}, \
+             and nodes that run its pods.",
+            k.context.as_deref().unwrap_or("(the current one)"),
+            k.namespace,
+            if k.deploy {
+                " (deployed, then deleted if this creates it)"
+            } else {
+                ""
+            }
         )),
         PlatformSpec::Aws(a) => {
             let loopback = a.endpoint_url.as_deref().is_some_and(is_loopback_url);
@@ -133,6 +132,10 @@ pub async fn deploy(
         PlatformSpec::Local(topology) => Ok(Box::new(
             local::LocalPlatform::up(dir, topology.clone(), events).await?,
         )),
+        PlatformSpec::Kubernetes(target) if target.deploy => {
+            kubernetes::deploy(target, events).await
+        }
+        PlatformSpec::Kubernetes(target) => kubernetes::attach(target, events).await,
         other => Err(not_built(other)),
     }
 }
@@ -141,6 +144,7 @@ pub async fn deploy(
 pub async fn preview(spec: &PlatformSpec) -> Result<Box<dyn Platform>> {
     match spec {
         PlatformSpec::Local(topology) => Ok(Box::new(local::Preview::new(topology.clone()))),
+        PlatformSpec::Kubernetes(target) => kubernetes::preview(target).await,
         other => Err(not_built(other)),
     }
 }
@@ -189,6 +193,7 @@ pub async fn up(spec: &PlatformSpec, options: UpOptions) -> Result<Up> {
                 },
             )
         }
+        PlatformSpec::Kubernetes(target) => Ok(Up::Done(kubernetes::up(target).await?)),
         other => Err(not_built(other)),
     }
 }
@@ -198,6 +203,7 @@ pub async fn up(spec: &PlatformSpec, options: UpOptions) -> Result<Up> {
 pub async fn down(spec: Option<&PlatformSpec>) -> Result<i32> {
     match spec {
         None | Some(PlatformSpec::Local(_)) => local::supervisor::down().await,
+        Some(PlatformSpec::Kubernetes(target)) => kubernetes::down(target).await,
         Some(other) => Err(not_built(other)),
     }
 }
@@ -228,6 +234,9 @@ pub async fn status(spec: Option<&PlatformSpec>) -> Result<Option<StatusReport>>
                 inventory,
             },
         )),
+        Some(PlatformSpec::Kubernetes(target)) => Ok(kubernetes::status(target)
+            .await?
+            .map(|(heading, inventory)| StatusReport { heading, inventory })),
         Some(other) => Err(not_built(other)),
     }
 }
@@ -251,6 +260,9 @@ impl Attached {
 pub async fn open(spec: Option<&PlatformSpec>) -> Result<Attached> {
     match spec {
         None | Some(PlatformSpec::Local(_)) => Ok(Attached::Supervisor),
+        Some(PlatformSpec::Kubernetes(target)) => {
+            Ok(Attached::Direct(kubernetes::open(target).await?))
+        }
         Some(other) => Err(not_built(other)),
     }
 }

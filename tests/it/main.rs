@@ -4,6 +4,7 @@
 
 mod chaos;
 mod cli;
+mod kubernetes;
 mod manifests;
 mod platform;
 mod report;

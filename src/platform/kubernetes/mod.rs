@@ -1,0 +1,387 @@
+//! The kubernetes platform: the reference shop in one namespace of a
+//! cluster, reached with kube's standard configuration (KUBECONFIG or
+//! ~/.kube/config, else in-cluster; `target.context` picks a context).
+//!
+//! `deploy: true` applies reference-app/k8s by server-side apply and waits
+//! for the rollout; the namespace is deleted afterwards only when this run
+//! created it. `deploy: false` attaches to what runs. A run's watchers turn
+//! what the cluster does into the run's typed events (see `watch`). Faults
+//! act only in the scenario's context and namespace, and on nodes that run
+//! its pods (see `targets`).
+
+mod access;
+mod cluster;
+mod deploy;
+pub mod errors;
+mod faults;
+mod inventory;
+mod lifecycle;
+pub mod manifests;
+mod targets;
+pub mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::{collections::BTreeMap, sync::Arc, sync::Mutex};
+
+use async_trait::async_trait;
+
+pub use cluster::{Cluster, ClusterTarget, Identity, Timing};
+pub use errors::{Error, PodProblem};
+pub use faults::Action;
+pub use lifecycle::{attach, connect, deploy, down, open, preview, status, up};
+pub use targets::{describe, supports};
+
+use self::{
+    errors::Result,
+    faults::{BROKER, CACHE},
+    watch::Watchers,
+};
+use crate::{
+    events::{EventKind, EventLog},
+    platform::{Inventory, Platform, Support, Target, TargetKind, Undo},
+    scenario::{Fault, FaultKind, KubernetesTarget},
+};
+
+/// The grace period db-failover deletes the database's pod with. Not 0:
+/// through the API that is a force delete, which removes the pod object at
+/// once, so its StatefulSet may start a new `mariadb-0` on the same volume
+/// while the old container still runs (Kubernetes warns against
+/// force-deleting StatefulSet pods). With 1 s the kubelet kills it first,
+/// as good as a crash.
+pub const DATABASE_GRACE_SECONDS: u32 = 1;
+
+/// The environment variable that gives the shop's admin token.
+pub const ADMIN_TOKEN_ENV: &str = "GAMEDAY_ADMIN_TOKEN";
+
+/// How this process came to the shop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `plan`: read only; injecting is refused.
+    Preview,
+    /// `deploy: false`, `gameday inject`: the shop was there before.
+    Attached,
+    /// This run applied the manifests; `created` if the namespace was new.
+    Deployed { created: bool },
+}
+
+/// The shop on a Kubernetes cluster, for a run, `plan` or `inject`.
+pub struct KubernetesPlatform {
+    cluster: Cluster,
+    target: KubernetesTarget,
+    mode: Mode,
+    entry_url: String,
+    admin_token: Option<String>,
+    events: Arc<EventLog>,
+    watchers: Option<Watchers>,
+    /// The replicas a lasting cache or broker fault will scale back to, as
+    /// read before acting (or why they could not be), by StatefulSet.
+    scale_undos: Mutex<BTreeMap<String, std::result::Result<i32, String>>>,
+}
+
+impl KubernetesPlatform {
+    /// The platform over a connected cluster, without watchers.
+    pub fn new(
+        cluster: Cluster,
+        target: KubernetesTarget,
+        mode: Mode,
+        entry_url: String,
+        events: Arc<EventLog>,
+    ) -> Self {
+        Self {
+            cluster,
+            target,
+            mode,
+            entry_url,
+            admin_token: std::env::var(ADMIN_TOKEN_ENV)
+                .ok()
+                .filter(|t| !t.is_empty()),
+            events,
+            watchers: None,
+            scale_undos: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The admin token, when the environment did not give one.
+    #[must_use]
+    pub fn with_admin_token(mut self, token: Option<String>) -> Self {
+        if self.admin_token.is_none() {
+            self.admin_token = token;
+        }
+        self
+    }
+
+    /// Starts the watchers, and waits (a bounded while) until each has
+    /// listed what is there, so what a fault does next is seen.
+    pub async fn watch(&mut self) {
+        let mut watchers = watch::spawn(&self.cluster, self.events.clone());
+        if !watchers
+            .wait_synced(std::time::Duration::from_secs(30))
+            .await
+        {
+            eprintln!(
+                "gameday: the cluster's watchers have not listed everything after 30 s; going on"
+            );
+        }
+        self.watchers = Some(watchers);
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn refuse(&self, action: &str, why: impl Into<String>) -> crate::Error {
+        Error::Refused {
+            action: action.into(),
+            why: why.into(),
+        }
+        .into()
+    }
+
+    /// Reads the replicas a StatefulSet will be scaled back to, before a
+    /// lasting fault scales it to 0.
+    async fn read_scale_undo(&self, statefulset: &str, kind: TargetKind) -> Option<Undo> {
+        let read = match self.cluster.statefulset_replicas(statefulset).await {
+            Ok(0) => Err(format!("StatefulSet {statefulset} is already scaled to 0")),
+            Ok(n) => Ok(n),
+            Err(e) => Err(e.to_string()),
+        };
+        let undo = read.as_ref().ok().map(|n| Undo::ScaleTo {
+            target: Target::new(kind, statefulset).detail("StatefulSet"),
+            replicas: u32::try_from(*n).unwrap_or(0),
+        });
+        if let Ok(mut undos) = self.scale_undos.lock() {
+            undos.insert(statefulset.to_string(), read);
+        }
+        undo
+    }
+
+    /// Scales a StatefulSet to 0, only when its way back was read first.
+    async fn take_down(&self, statefulset: &str) -> Result<(), crate::Error> {
+        let action = format!("take StatefulSet {statefulset} down");
+        let read = self
+            .scale_undos
+            .lock()
+            .ok()
+            .and_then(|mut u| u.remove(statefulset));
+        match read {
+            Some(Ok(_)) => {
+                self.cluster.scale(statefulset, 0).await?;
+                Ok(())
+            }
+            Some(Err(why)) => Err(self.refuse(
+                &action,
+                format!("its replicas could not be read before acting, so they could not be restored: {why}"),
+            )),
+            None => Err(self.refuse(
+                &action,
+                "its undo was not registered before acting",
+            )),
+        }
+    }
+}
+
+fn server_of(kind: &FaultKind) -> Option<(&'static str, TargetKind)> {
+    match kind {
+        FaultKind::RestartCache => Some((CACHE, TargetKind::Cache)),
+        FaultKind::RestartBroker => Some((BROKER, TargetKind::Broker)),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Platform for KubernetesPlatform {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn entry_url(&self) -> &str {
+        &self.entry_url
+    }
+
+    fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    fn supports(&self, fault: &Fault) -> Support {
+        supports(&self.target, fault)
+    }
+
+    fn describe(&self, fault: &Fault) -> String {
+        describe(&self.target, fault)
+    }
+
+    async fn inventory(&self) -> crate::Result<Inventory> {
+        let mut inventory = self.cluster.inventory().await.map_err(|e| self.why(e))?;
+        inventory.entry_url = self.entry_url.clone();
+        inventory.admin_token = self.admin_token.clone();
+        Ok(inventory)
+    }
+
+    async fn candidates(&self, fault: &FaultKind) -> crate::Result<Vec<Target>> {
+        self.cluster
+            .candidates(fault)
+            .await
+            .map_err(|e| self.why(e))
+    }
+
+    async fn undo_for(&self, fault: &Fault, targets: &[Target]) -> Option<Undo> {
+        match (&fault.kind, fault.duration) {
+            (FaultKind::TerminateInstance { .. }, _) => {
+                let mut each: Vec<Undo> = targets.iter().cloned().map(Undo::Uncordon).collect();
+                match each.len() {
+                    0 => None,
+                    1 => each.pop(),
+                    _ => Some(Undo::Each(each)),
+                }
+            }
+            (kind, Some(_)) => match server_of(kind) {
+                Some((statefulset, kind)) => self.read_scale_undo(statefulset, kind).await,
+                None => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Asks the API server whether this user may do what `fault` does.
+    async fn dry_run(&self, fault: &Fault, _targets: &[Target]) -> crate::Result<()> {
+        Ok(self.cluster.check_allowed(fault).await?)
+    }
+
+    async fn inject(&self, fault: &Fault, targets: &[Target]) -> crate::Result<()> {
+        if self.mode == Mode::Preview {
+            return Err(self.refuse(
+                fault.kind.key(),
+                "this is a preview for `plan`: it acts on nothing",
+            ));
+        }
+        match &fault.kind {
+            FaultKind::KillPod { graceful, .. } => {
+                for t in targets {
+                    let grace = if *graceful { None } else { Some(0) };
+                    self.cluster.delete_pod(&t.id, grace).await?;
+                    let (service, replica, instance) = (
+                        t.service.clone().unwrap_or_default(),
+                        t.id.clone(),
+                        t.on.clone(),
+                    );
+                    self.events.emit(if *graceful {
+                        EventKind::ReplicaStopped {
+                            service,
+                            replica,
+                            instance,
+                        }
+                    } else {
+                        EventKind::ReplicaKilled {
+                            service,
+                            replica,
+                            instance,
+                        }
+                    });
+                }
+            }
+            FaultKind::TerminateInstance { .. } => {
+                for t in targets {
+                    let actions = self.cluster.terminate_node(&t.id).await?;
+                    for action in actions {
+                        tracing::info!(node = %t.id, ?action, "terminate-instance");
+                        if let Action::DrainIncomplete { pods } = action {
+                            eprintln!(
+                                "gameday: node {}: evicted pods still there when the drain's time ran out: {}; deleting the node anyway",
+                                t.id,
+                                pods.join(", ")
+                            );
+                        }
+                    }
+                }
+            }
+            FaultKind::DbFailover { .. } => {
+                for t in targets {
+                    self.cluster
+                        .delete_pod(&t.id, Some(DATABASE_GRACE_SECONDS))
+                        .await?;
+                    self.events.emit(EventKind::DbPrimaryKilled {
+                        server: t.id.clone(),
+                    });
+                }
+            }
+            kind @ (FaultKind::RestartCache | FaultKind::RestartBroker) => {
+                match (fault.duration, server_of(kind)) {
+                    (Some(_), Some((statefulset, _))) => self.take_down(statefulset).await?,
+                    _ => {
+                        for t in targets {
+                            self.cluster.delete_pod(&t.id, None).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn undo(&self, undo: &Undo) -> crate::Result<()> {
+        match undo {
+            Undo::Uncordon(node) => {
+                let outcome = self.cluster.uncordon(&node.id).await?;
+                tracing::info!(node = %node.id, ?outcome, "uncordon");
+                Ok(())
+            }
+            Undo::ScaleTo { target, replicas } => {
+                let replicas = i32::try_from(*replicas).unwrap_or(i32::MAX);
+                self.cluster.scale(&target.id, replicas).await?;
+                Ok(())
+            }
+            Undo::Each(all) => {
+                let mut first_error = None;
+                for undo in all {
+                    if let Err(e) = self.undo(undo).await {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                first_error.map_or(Ok(()), Err)
+            }
+            Undo::Start(_) => Err(self.refuse(
+                &format!("undo ({})", undo.describe()),
+                "the kubernetes platform never registers such an undo",
+            )),
+        }
+    }
+
+    async fn shutdown(mut self: Box<Self>) {
+        if let Some(watchers) = self.watchers.take() {
+            watchers.stop().await;
+        }
+        if self.mode == (Mode::Deployed { created: true }) {
+            lifecycle::remove_namespace(&self.cluster).await;
+        } else if matches!(self.mode, Mode::Deployed { created: false }) {
+            eprintln!(
+                "gameday: leaving namespace {} in place: it was there before this run \
+                 (`gameday down --scenario FILE` deletes it)",
+                self.cluster.namespace()
+            );
+        }
+        if self.mode != Mode::Preview {
+            self.events.emit(EventKind::PlatformStopped {});
+        }
+    }
+}
+
+impl KubernetesPlatform {
+    /// A preview of a shop not deployed yet says so, instead of blaming the
+    /// missing namespace.
+    fn why(&self, e: Error) -> crate::Error {
+        match e {
+            Error::NamespaceMissing { namespace }
+                if self.mode == Mode::Preview && self.target.deploy =>
+            {
+                Error::NotDeployedYet { namespace }.into()
+            }
+            other => other.into(),
+        }
+    }
+}

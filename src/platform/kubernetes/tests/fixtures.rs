@@ -1,0 +1,351 @@
+//! Recorded API objects for the mock server: the JSON a v1.35 API server
+//! sends for the shop's pods, nodes, workloads and errors, trimmed to the
+//! fields gameday reads (and a few it must ignore).
+
+use serde_json::{Value, json};
+
+pub const NS: &str = "gameday-shop";
+
+/// A shop pod owned by a ReplicaSet, scheduled (or not) and ready (or not).
+pub fn pod(name: &str, service: &str, node: Option<&str>, ready: bool) -> Value {
+    let ready_text = if ready { "True" } else { "False" };
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": format!("uid-{name}"),
+            "resourceVersion": "1000",
+            "labels": {
+                "app.kubernetes.io/name": service,
+                "app.kubernetes.io/part-of": "gameday-shop",
+                "pod-template-hash": "5d8f7c9b6"
+            },
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": format!("{service}-5d8f7c9b6"), "uid": "rs-uid", "controller": true
+            }]
+        },
+        "spec": {
+            "terminationGracePeriodSeconds": 30,
+            "containers": [{ "name": service, "image": "gameday-shop:0.1.0" }]
+        },
+        "status": {
+            "phase": if node.is_some() { "Running" } else { "Pending" },
+            "conditions": [
+                { "type": "PodScheduled", "status": if node.is_some() { "True" } else { "False" } },
+                { "type": "Ready", "status": ready_text }
+            ],
+            "containerStatuses": [{
+                "name": service, "image": "gameday-shop:0.1.0", "imageID": "", "restartCount": 0,
+                "ready": ready, "started": ready,
+                "state": { "running": { "startedAt": "2026-11-22T10:00:00Z" } }
+            }]
+        }
+    });
+    if let Some(node) = node {
+        pod["spec"]["nodeName"] = json!(node);
+    }
+    pod
+}
+
+/// A StatefulSet's pod (mariadb-0, redis-0, rabbitmq-0).
+pub fn stateful_pod(name: &str, app: &str, node: &str) -> Value {
+    let mut pod = pod(name, app, Some(node), true);
+    pod["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "name": app, "uid": "sts-uid", "controller": true
+    }]);
+    pod
+}
+
+/// A pod whose image cannot be pulled, as the kubelet reports it.
+pub fn pod_image_pull_backoff(name: &str, service: &str, node: &str) -> Value {
+    let mut pod = pod(name, service, Some(node), false);
+    pod["status"]["phase"] = json!("Pending");
+    pod["status"]["containerStatuses"][0]["state"] = json!({
+        "waiting": {
+            "reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"registry.invalid/gameday-shop:0.1.0\""
+        }
+    });
+    pod
+}
+
+/// A pod that no node can take.
+pub fn pod_unschedulable(name: &str, service: &str) -> Value {
+    let mut pod = pod(name, service, None, false);
+    pod["status"]["conditions"] = json!([{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient cpu."
+    }]);
+    pod["status"]["containerStatuses"] = json!([]);
+    pod
+}
+
+/// A DaemonSet's pod, which a drain leaves alone.
+pub fn daemon_pod(name: &str, node: &str) -> Value {
+    let mut pod = pod(name, "kube-proxy", Some(node), true);
+    pod["metadata"]["namespace"] = json!("kube-system");
+    pod["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "name": "kube-proxy", "uid": "ds-uid", "controller": true
+    }]);
+    pod
+}
+
+/// Marks an object as being deleted.
+pub fn terminating(mut object: Value) -> Value {
+    object["metadata"]["deletionTimestamp"] = json!("2026-11-22T10:05:00Z");
+    object
+}
+
+pub fn node(name: &str, ready: bool, zone: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "uid": format!("uid-{name}"),
+            "resourceVersion": "2000",
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "topology.kubernetes.io/zone": zone
+            }
+        },
+        "spec": {},
+        "status": {
+            "addresses": [
+                { "type": "InternalIP", "address": "10.0.0.1" },
+                { "type": "Hostname", "address": name }
+            ],
+            "conditions": [
+                { "type": "MemoryPressure", "status": "False" },
+                { "type": "Ready", "status": if ready { "True" } else { "Unknown" } }
+            ]
+        }
+    })
+}
+
+/// A control-plane node (kubeadm's label).
+pub fn control_plane(mut node: Value) -> Value {
+    node["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] = json!("");
+    node
+}
+
+pub fn cordoned(mut node: Value) -> Value {
+    node["spec"]["unschedulable"] = json!(true);
+    node
+}
+
+pub fn deployment(name: &str, replicas: i32, available: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": name, "namespace": NS, "generation": 1, "resourceVersion": "3000" },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app.kubernetes.io/name": name } },
+            "template": { "spec": { "containers": [{ "name": name }] } }
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": available,
+            "availableReplicas": available
+        }
+    })
+}
+
+pub fn statefulset(name: &str, replicas: i32, ready: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": { "name": name, "namespace": NS, "generation": 1, "resourceVersion": "3100" },
+        "spec": {
+            "replicas": replicas,
+            "serviceName": name,
+            "selector": { "matchLabels": { "app.kubernetes.io/name": name } },
+            "template": { "spec": { "containers": [{ "name": name }] } }
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "updatedReplicas": replicas,
+            "currentRevision": format!("{name}-7b9c"),
+            "updateRevision": format!("{name}-7b9c")
+        }
+    })
+}
+
+pub fn scale(name: &str, replicas: i32) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": { "name": name, "namespace": NS, "resourceVersion": "3200" },
+        "spec": { "replicas": replicas },
+        "status": { "replicas": replicas, "selector": format!("app.kubernetes.io/name={name}") }
+    })
+}
+
+/// One endpoint of a slice: the pod and its conditions.
+pub struct Endpoint<'a> {
+    pub pod: &'a str,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+pub fn endpoint_slice(name: &str, service: &str, endpoints: &[Endpoint<'_>]) -> Value {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            json!({
+                "addresses": [format!("10.244.1.{}", i + 10)],
+                "conditions": { "ready": e.ready, "serving": e.serving, "terminating": e.terminating },
+                "nodeName": "node-a",
+                "targetRef": { "kind": "Pod", "name": e.pod, "namespace": NS, "uid": format!("uid-{}", e.pod) }
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "resourceVersion": "4000",
+            "labels": {
+                "kubernetes.io/service-name": service,
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"
+            }
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }]
+    })
+}
+
+pub fn hpa(service: &str, current: i32, desired: i32, cpu: Option<i32>) -> Value {
+    let mut hpa = json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": service, "namespace": NS, "resourceVersion": "5000" },
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": service },
+            "minReplicas": 2,
+            "maxReplicas": 10,
+            "metrics": [{
+                "type": "Resource",
+                "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": 70 } }
+            }]
+        },
+        "status": { "currentReplicas": current, "desiredReplicas": desired }
+    });
+    if let Some(cpu) = cpu {
+        hpa["status"]["currentMetrics"] = json!([{
+            "type": "Resource",
+            "resource": { "name": "cpu", "current": { "averageUtilization": cpu, "averageValue": "35m" } }
+        }]);
+    }
+    hpa
+}
+
+pub fn namespace(name: &str, phase: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": { "name": name, "uid": "ns-uid", "resourceVersion": "10" },
+        "spec": { "finalizers": ["kubernetes"] },
+        "status": { "phase": phase }
+    })
+}
+
+pub fn list(kind: &str, api_version: &str, resource_version: &str, items: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": format!("{kind}List"),
+        "metadata": { "resourceVersion": resource_version },
+        "items": items
+    })
+}
+
+/// A watch event line.
+pub fn event(kind: &str, object: Value) -> Value {
+    json!({ "type": kind, "object": object })
+}
+
+/// A `Status` object with the code, reason and message the API server sends.
+pub fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code
+    })
+}
+
+pub fn success() -> Value {
+    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success" })
+}
+
+pub fn not_found(resource: &str, name: &str) -> Value {
+    let mut status = status(404, "NotFound", &format!("{resource} \"{name}\" not found"));
+    status["details"] = json!({ "name": name, "kind": resource });
+    status
+}
+
+/// What the eviction subresource answers when a PodDisruptionBudget forbids it.
+pub fn pdb_refusal(pdb: &str) -> Value {
+    let mut status = status(
+        429,
+        "TooManyRequests",
+        "Cannot evict pod as it would violate the pod's disruption budget.",
+    );
+    status["details"] = json!({
+        "causes": [{
+            "reason": "DisruptionBudget",
+            "message": format!("The disruption budget {pdb} needs 1 healthy pods and has 1 currently")
+        }]
+    });
+    status
+}
+
+pub fn forbidden(verb: &str, resource: &str, name: &str) -> Value {
+    status(
+        403,
+        "Forbidden",
+        &format!(
+            "{resource} \"{name}\" is forbidden: User \"system:serviceaccount:ci:runner\" cannot \
+             {verb} resource \"{resource}\" in API group \"\" in the namespace \"{NS}\""
+        ),
+    )
+}
+
+/// What the API server answers for new objects in a namespace being deleted.
+pub fn namespace_terminating(resource: &str, name: &str) -> Value {
+    let mut status = status(
+        403,
+        "Forbidden",
+        &format!(
+            "{resource} \"{name}\" is forbidden: unable to create new content in namespace \
+             {NS} because it is being terminated"
+        ),
+    );
+    status["details"] = json!({
+        "name": name,
+        "kind": resource,
+        "causes": [{
+            "reason": "NamespaceTerminating",
+            "message": format!("namespace {NS} is being terminated"),
+            "field": "metadata.namespace"
+        }]
+    });
+    status
+}

@@ -1,0 +1,84 @@
+//! On a real cluster, on demand (README: "Tests on a real cluster"):
+//!
+//! ```sh
+//! GAMEDAY_TEST_KUBECONTEXT=kind-gameday GAMEDAY_TEST_KUBE_IMAGE=gameday-shop:0.1.0 \
+//!   cargo nextest run --run-ignored only -E 'test(on_a_real_cluster)'
+//! ```
+//!
+//! The test deploys the shop into a namespace of its own (deleted after),
+//! kills a cart pod through the chaos engine, and waits for the watchers to
+//! report the pod gone and a replacement serving.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{
+    chaos::{self, Rollback},
+    events::{EventKind, EventLog},
+    platform::{
+        Platform,
+        kubernetes::{lifecycle, tests::target},
+    },
+    scenario::{BlastRadius, Fault, FaultKind, Schedule},
+};
+
+fn required(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("set {name} to run the tests that need a cluster (see README)"))
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn on_a_real_cluster_a_killed_cart_pod_is_replaced_and_serves_again() {
+    let mut spec = target(true);
+    spec.context = Some(required("GAMEDAY_TEST_KUBECONTEXT"));
+    spec.image = Some(required("GAMEDAY_TEST_KUBE_IMAGE"));
+    spec.namespace = format!("gameday-it-{}", std::process::id());
+    // Nothing here goes through the entry; the run's own test does.
+    spec.entry_url = Some("http://unused.invalid".into());
+    let events = Arc::new(EventLog::new(None).unwrap());
+    let mut rx = events.subscribe();
+    let cluster = lifecycle::connect(&spec)
+        .await
+        .expect("a reachable cluster");
+    let mut platform = lifecycle::deploy_on(cluster, &spec, events.clone())
+        .await
+        .expect("the shop rolls out");
+    platform.watch().await;
+    let kill = Fault {
+        name: "kill a cart pod".into(),
+        kind: FaultKind::KillPod {
+            service: "cart".into(),
+            radius: BlastRadius::Count(1),
+            graceful: false,
+        },
+        schedule: Schedule::At(Duration::ZERO),
+        duration: None,
+    };
+
+    let injected = chaos::apply(&platform, &events, &Rollback::default(), &kill).await;
+    let victim = injected
+        .as_ref()
+        .map(|i| i.targets[0].id.clone())
+        .unwrap_or_default();
+    let replaced = tokio::time::timeout(Duration::from_secs(180), async {
+        let mut gone = false;
+        while let Ok(event) = rx.recv().await {
+            match event.kind {
+                EventKind::ReplicaExited { replica, .. } if replica == victim => gone = true,
+                EventKind::ReplicaServing { service, replica }
+                    if gone && service == "cart" && replica != victim =>
+                {
+                    return replica;
+                }
+                _ => {}
+            }
+        }
+        String::new()
+    })
+    .await;
+    Box::new(platform).shutdown().await;
+
+    injected.expect("the pod was killed");
+    let replacement = replaced.expect("a replacement served within 3 minutes");
+    assert!(!replacement.is_empty());
+}
