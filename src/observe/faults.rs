@@ -147,6 +147,13 @@ pub fn faults(
                 .map(|(_, v)| *v)
                 .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
             let loss = capacity::loss(&capacity, t_ms, next_ms.unwrap_or(u64::MAX));
+            let alarm_after_s = events
+                .iter()
+                .filter(|e| e.t_ms >= t_ms && next_ms.is_none_or(|n| e.t_ms < n))
+                .find(
+                    |e| matches!(&e.kind, EventKind::AlarmState { state, .. } if state == "ALARM"),
+                )
+                .map(|e| secs(e.t_ms - t_ms));
             FaultSummary {
                 id: id.to_string(),
                 name: name.to_string(),
@@ -163,6 +170,7 @@ pub fn faults(
                 replicas_lost: Some(loss.replicas),
                 instances_lost: Some(loss.instances),
                 capacity_back_at_s: loss.back_at_ms.map(secs),
+                alarm_after_s,
             }
         })
         .collect()
@@ -364,8 +372,18 @@ mod tests {
             "replica.serving",
             json!({"service": "cart", "replica": "cart-3"}),
         ));
+        events.push(ev(
+            13_500,
+            "alarm.state",
+            json!({"alarm": "shop-unhealthy-hosts", "state": "ALARM"}),
+        ));
         let f = &faults(&events, &seconds, None, RecoveryRule::default())[0];
         assert_eq!((f.replicas_lost, f.instances_lost), (Some(1), Some(0)));
         assert_eq!(f.capacity_back_at_s, Some(12.4));
+        assert_eq!(
+            f.alarm_after_s,
+            Some(3.5),
+            "the alarm fired 3.5 s after the kill"
+        );
     }
 }

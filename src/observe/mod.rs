@@ -61,6 +61,10 @@ pub struct FaultSummary {
     /// When every replica and instance it took was serving again.
     #[serde(default)]
     pub capacity_back_at_s: Option<f64>,
+    /// Seconds from the injection to the first monitoring alarm firing
+    /// (how soon the team would have known; null without an alarm).
+    #[serde(default)]
+    pub alarm_after_s: Option<f64>,
 }
 
 /// One upward scaling decision and how long its capacity took to serve.

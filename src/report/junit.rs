@@ -82,7 +82,7 @@ pub fn render(summary: &Summary) -> String {
         let mut case = TestCase::new(format!("{} ({})", f.name, f.kind), status);
         case.set_classname(format!("{}.faults", summary.scenario));
         case.set_system_out(format!(
-            "targets: {}; injected at {}; first error at {}; failed requests {}; seconds over the latency target {}; worst p99 {}; replicas lost {}; instances lost {}; capacity back at {}; recovery {}",
+            "targets: {}; injected at {}; first error at {}; failed requests {}; seconds over the latency target {}; worst p99 {}; replicas lost {}; instances lost {}; capacity back at {}; alarm after {}; recovery {}",
             f.targets.join(", "),
             secs(f.injected_at_s),
             secs(f.first_error_at_s),
@@ -92,6 +92,7 @@ pub fn render(summary: &Summary) -> String {
             f.replicas_lost.map_or("not measured".into(), |e| e.to_string()),
             f.instances_lost.map_or("not measured".into(), |e| e.to_string()),
             secs(f.capacity_back_at_s),
+            secs(f.alarm_after_s),
             secs(f.recovery_s)
         ));
         faults.add_test_case(case);

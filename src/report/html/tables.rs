@@ -65,6 +65,8 @@ fn capacity_lost(f: &FaultSummary) -> String {
 }
 
 pub(super) fn faults(h: &mut String, s: &Summary) {
+    // The platform's monitoring alarms, where it has them (CloudWatch).
+    let alarms = s.faults.iter().any(|f| f.alarm_after_s.is_some());
     let latency = s
         .fault_rule
         .as_ref()
@@ -83,7 +85,7 @@ pub(super) fn faults(h: &mut String, s: &Summary) {
          {} good seconds follow in a row: seconds where at least {} of requests succeeded{}.</p>\
          <table><tr><th>Fault</th><th>Kind</th><th>Targets</th><th>Injected at</th>\
          <th>First error at</th><th>Failed requests</th><th>Seconds with {}</th><th>Worst p99</th>\
-         <th>Capacity lost</th><th>Capacity back at</th><th>Recovered at</th><th>Recovery</th></tr>",
+         <th>Capacity lost</th><th>Capacity back at</th>{}<th>Recovered at</th><th>Recovery</th></tr>",
         s.load_started_s,
         s.fault_rule.as_ref().map_or(5, |r| r.settle_s),
         crate::slo::percent(s.fault_rule.as_ref().map_or(0.99, |r| r.success_threshold)),
@@ -92,6 +94,7 @@ pub(super) fn faults(h: &mut String, s: &Summary) {
             _ => String::new(),
         },
         esc(&latency),
+        if alarms { "<th>Alarm after</th>" } else { "" },
     );
     if s.faults.is_empty() {
         let _ = write!(h, "<tr><td colspan=\"12\">No fault was injected.</td></tr>");
@@ -109,7 +112,7 @@ pub(super) fn faults(h: &mut String, s: &Summary) {
         };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{back}</td><td>{recovered}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{back}</td>{}<td>{recovered}</td><td>{}</td></tr>",
             esc(&f.name),
             esc(&f.kind),
             esc(&f.targets.join(", ")),
@@ -123,6 +126,15 @@ pub(super) fn faults(h: &mut String, s: &Summary) {
                 .unwrap_or_else(|| "no target".into()),
             ms(f.worst_p99_ms),
             capacity_lost(f),
+            if alarms {
+                format!(
+                    "<td>{}</td>",
+                    f.alarm_after_s
+                        .map_or_else(|| "no alarm".into(), |a| format!("{a:.1} s"))
+                )
+            } else {
+                String::new()
+            },
             seconds(f.recovery_s),
         );
     }
