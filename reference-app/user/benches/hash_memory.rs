@@ -45,10 +45,10 @@ fn nix_free_max_rss() -> f64 {
 fn child(variant: &str) {
     let hashes = env_or("HASHES", 2000);
     let concurrency = env_or("CONCURRENCY", 32);
-    if variant != "glibc default" {
+    if variant.starts_with("allocator setting") {
         shop_user::tame_allocator();
     }
-    let limit = if variant == "allocator setting + limit" {
+    let limit = if variant.ends_with("limit") {
         Some(std::thread::available_parallelism().map_or(2, |n| n.get()))
     } else {
         None
@@ -109,6 +109,7 @@ fn main() {
     for variant in [
         "glibc default",
         "allocator setting",
+        "limit",
         "allocator setting + limit",
     ] {
         let out = Command::new(std::env::current_exe().unwrap())
