@@ -65,7 +65,7 @@ fn usage() -> (f64, u64) {
 fn static_target(dir: &std::path::Path, port: u16) -> String {
     format!(
         r#"global
-    maxconn 18000
+    maxconn 9900
     stats socket {dir}/stats.sock mode 600 level admin
 defaults
     mode http
