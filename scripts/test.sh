@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The test command: installs the servers if needed, builds the shop's
-# binaries (the integration tests start them as processes), then runs every
-# test of the workspace with cargo-nextest (cargo test if nextest is absent).
+# The test command: installs the servers and the Python tools if needed
+# (moto's server stands in for AWS in the aws platform's tests), builds the
+# shop's binaries (the integration tests start them as processes), then runs
+# every test of the workspace with cargo-nextest (cargo test if nextest is
+# absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+GAMEDAY_VENV="$(scripts/venv.sh)"
+export GAMEDAY_VENV
 cargo build --workspace --bins --locked
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked "$@"

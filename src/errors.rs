@@ -37,6 +37,9 @@ pub enum Error {
     /// The kubernetes platform's errors name the cluster, namespace and object.
     #[error(transparent)]
     Kubernetes(#[from] crate::platform::kubernetes::Error),
+    /// The aws platform's errors name the region or endpoint and the resource.
+    #[error(transparent)]
+    Aws(#[from] crate::platform::aws::Error),
     /// Ctrl-C or SIGTERM stopped it (after cleaning up).
     #[error("interrupted {0}")]
     Interrupted(String),

@@ -1,13 +1,13 @@
 //! Where the shop runs. The engine (chaos, observe, the run, `plan`,
 //! `inject`, `status`) talks to [`Platform`] only; `select` is the one place
-//! that picks an implementation (`local` and `kubernetes` today; `aws` plugs
-//! in beside them).
+//! that picks an implementation (`local`, `kubernetes` or `aws`).
 //!
 //! A platform deploys (or attaches to) the shop, lists what a fault can hit,
 //! performs each fault and undoes it, and reports what it sees (replicas,
 //! instances, scaling, database roles) as typed events on the run's clock
 //! through the [`EventLog`](crate::events::EventLog) it was given.
 
+pub mod aws;
 pub mod fake;
 pub mod kubernetes;
 pub mod local;
@@ -28,6 +28,10 @@ use crate::{
     errors::Result,
     scenario::{Fault, FaultKind},
 };
+
+/// The environment variable that gives the shop's admin token (reset and
+/// the order audit) on a platform gameday did not start itself.
+pub const ADMIN_TOKEN_ENV: &str = "GAMEDAY_ADMIN_TOKEN";
 
 /// What a fault can hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

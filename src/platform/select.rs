@@ -6,11 +6,11 @@ use std::{
     sync::Arc,
 };
 
-use super::{Injected, Inventory, Platform, Support, kubernetes, local};
+use super::{Injected, Inventory, Platform, Support, aws, kubernetes, local};
 use crate::{
     errors::{Error, Result},
     events::EventLog,
-    scenario::{Fault, FaultKind, PlatformSpec, Scenario},
+    scenario::{Fault, PlatformSpec, Scenario},
 };
 
 /// Whether the target's platform can perform `fault`, judged from the
@@ -19,18 +19,7 @@ pub fn supports(spec: &PlatformSpec, fault: &Fault) -> Support {
     match spec {
         PlatformSpec::Local(topology) => local::supports(topology, fault),
         PlatformSpec::Kubernetes(target) => kubernetes::supports(target, fault),
-        PlatformSpec::Aws(_) => match (&fault.kind, fault.duration) {
-            (FaultKind::KillPod { .. }, _) => Support::No {
-                why: "an Auto Scaling group runs instances, not pods: kill-pod needs the kubernetes or local platform (terminate-instance hits an instance)".into(),
-            },
-            (FaultKind::RestartCache, Some(_)) => Support::No {
-                why: "ElastiCache can be rebooted, not held down: drop `duration`".into(),
-            },
-            (FaultKind::RestartBroker, Some(_)) => Support::No {
-                why: "Amazon MQ can be rebooted, not held down: drop `duration`".into(),
-            },
-            _ => Support::Yes,
-        },
+        PlatformSpec::Aws(target) => aws::supports(target, fault),
     }
 }
 
@@ -115,13 +104,6 @@ pub fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn not_built(spec: &PlatformSpec) -> Error {
-    Error::Command {
-        name: format!("the {} platform", spec.name()),
-        detail: "is not built into this version of gameday yet".into(),
-    }
-}
-
 /// Deploys (or attaches to) the shop for a run; its files go under `dir`.
 pub async fn deploy(
     spec: &PlatformSpec,
@@ -136,7 +118,7 @@ pub async fn deploy(
             kubernetes::deploy(target, events).await
         }
         PlatformSpec::Kubernetes(target) => kubernetes::attach(target, events).await,
-        other => Err(not_built(other)),
+        PlatformSpec::Aws(target) => aws::deploy(target, events).await,
     }
 }
 
@@ -145,7 +127,7 @@ pub async fn preview(spec: &PlatformSpec) -> Result<Box<dyn Platform>> {
     match spec {
         PlatformSpec::Local(topology) => Ok(Box::new(local::Preview::new(topology.clone()))),
         PlatformSpec::Kubernetes(target) => kubernetes::preview(target).await,
-        other => Err(not_built(other)),
+        PlatformSpec::Aws(target) => aws::preview(target).await,
     }
 }
 
@@ -194,7 +176,7 @@ pub async fn up(spec: &PlatformSpec, options: UpOptions) -> Result<Up> {
             )
         }
         PlatformSpec::Kubernetes(target) => Ok(Up::Done(kubernetes::up(target).await?)),
-        other => Err(not_built(other)),
+        PlatformSpec::Aws(target) => Ok(Up::Done(aws::up(target).await?)),
     }
 }
 
@@ -204,7 +186,7 @@ pub async fn down(spec: Option<&PlatformSpec>) -> Result<i32> {
     match spec {
         None | Some(PlatformSpec::Local(_)) => local::supervisor::down().await,
         Some(PlatformSpec::Kubernetes(target)) => kubernetes::down(target).await,
-        Some(other) => Err(not_built(other)),
+        Some(PlatformSpec::Aws(target)) => aws::down(target).await,
     }
 }
 
@@ -237,7 +219,9 @@ pub async fn status(spec: Option<&PlatformSpec>) -> Result<Option<StatusReport>>
         Some(PlatformSpec::Kubernetes(target)) => Ok(kubernetes::status(target)
             .await?
             .map(|(heading, inventory)| StatusReport { heading, inventory })),
-        Some(other) => Err(not_built(other)),
+        Some(PlatformSpec::Aws(target)) => Ok(aws::status(target)
+            .await?
+            .map(|(heading, inventory)| StatusReport { heading, inventory })),
     }
 }
 
@@ -263,7 +247,7 @@ pub async fn open(spec: Option<&PlatformSpec>) -> Result<Attached> {
         Some(PlatformSpec::Kubernetes(target)) => {
             Ok(Attached::Direct(kubernetes::open(target).await?))
         }
-        Some(other) => Err(not_built(other)),
+        Some(PlatformSpec::Aws(target)) => Ok(Attached::Direct(aws::open(target).await?)),
     }
 }
 

@@ -1,7 +1,9 @@
 //! gameday's integration tests, in one test binary. Tests that need servers
 //! start real redis-server, mariadbd and rabbitmq-server processes on free
-//! loopback ports with their data in a temporary directory (see support/).
+//! loopback ports with their data in a temporary directory (see support/);
+//! the aws platform's tests start moto's server the same way.
 
+mod aws;
 mod chaos;
 mod cli;
 mod kubernetes;

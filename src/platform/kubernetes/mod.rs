@@ -53,7 +53,7 @@ use crate::{
 pub const DATABASE_GRACE_SECONDS: u32 = 1;
 
 /// The environment variable that gives the shop's admin token.
-pub const ADMIN_TOKEN_ENV: &str = "GAMEDAY_ADMIN_TOKEN";
+pub use crate::platform::ADMIN_TOKEN_ENV;
 
 /// How this process came to the shop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,11 @@
 
 #![allow(dead_code)]
 
+/// moto's server, started as the aws platform's own tests start it (one
+/// file, shared: it needs only std and libc).
+#[path = "../../../src/platform/aws/tests/moto_server.rs"]
+pub mod moto_server;
+
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},

@@ -1,0 +1,272 @@
+//! What the aws platform may act on and watch: the resources the scenario's
+//! target names, and those its stack's outputs name. Nothing else is ever
+//! touched (DESIGN.md section 3, "Cloud safety"); a name the scenario gives
+//! wins over the stack's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{
+    clients::AwsClients,
+    errors::{Error, Result},
+    group::PolicyAlarm,
+    stack::StackInfo,
+    watch::Watched,
+};
+use crate::scenario::{AwsDatabase, AwsTarget};
+
+/// Stack statuses a run can use.
+const USABLE: &[&str] = &[
+    "CREATE_COMPLETE",
+    "UPDATE_COMPLETE",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "IMPORT_COMPLETE",
+    "IMPORT_ROLLBACK_COMPLETE",
+];
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub stack: Option<String>,
+    /// The Auto Scaling group's name.
+    pub group: Option<String>,
+    pub database: Option<AwsDatabase>,
+    /// The ElastiCache cluster's id.
+    pub cache: Option<String>,
+    /// The Amazon MQ broker's id.
+    pub broker: Option<String>,
+    /// Load balancers' ARNs (the stack's).
+    pub load_balancers: Vec<String>,
+    /// The stack's alarms (its `AlarmNames` output).
+    pub alarms: Vec<String>,
+    pub entry_url: Option<String>,
+    /// ARNs of what was resolved, by id (for `plan`).
+    pub arns: BTreeMap<String, String>,
+}
+
+/// An output moto leaves as `None` when it skipped the resource.
+fn real(value: &str) -> Option<String> {
+    let v = value.trim();
+    (!v.is_empty() && v != "None").then(|| v.to_string())
+}
+
+impl Resources {
+    /// What the target names, before anything is asked of AWS.
+    pub fn named(target: &AwsTarget) -> Self {
+        Self {
+            stack: target.stack.clone(),
+            group: target.auto_scaling_group.clone(),
+            database: target.database.clone(),
+            cache: target.cache.clone(),
+            broker: target.broker.clone(),
+            entry_url: target.entry_url.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds what the stack's outputs name where the target named nothing.
+    pub fn with_outputs(mut self, outputs: &BTreeMap<String, String>) -> Self {
+        let out = |key: &str| outputs.get(key).and_then(|v| real(v));
+        self.group = self.group.or_else(|| out("AutoScalingGroupName"));
+        self.database = self
+            .database
+            .or_else(|| out("DatabaseInstanceId").map(AwsDatabase::Instance));
+        self.cache = self.cache.or_else(|| out("CacheClusterId"));
+        self.broker = self.broker.or_else(|| out("BrokerId"));
+        self.entry_url = self.entry_url.or_else(|| out("EntryUrl"));
+        self.load_balancers = out("LoadBalancerArn").into_iter().collect();
+        self.alarms = outputs
+            .get("AlarmNames")
+            .map(|names| names.split(',').filter_map(real).collect())
+            .unwrap_or_default();
+        self
+    }
+
+    /// What the watchers poll: these resources, the stack's alarms and the
+    /// group's scaling alarms.
+    pub fn watched(&self, policy_alarms: &[PolicyAlarm]) -> Watched {
+        let mut alarms: Vec<String> = self.alarms.clone();
+        for a in policy_alarms {
+            if !alarms.contains(&a.alarm) {
+                alarms.push(a.alarm.clone());
+            }
+        }
+        Watched {
+            group: self.group.clone(),
+            database: self.database.clone(),
+            cache: self.cache.clone(),
+            broker: self.broker.clone(),
+            alarms,
+            scale_out_alarms: policy_alarms
+                .iter()
+                .filter(|a| a.scales_out)
+                .map(|a| a.alarm.clone())
+                .collect::<BTreeSet<_>>(),
+        }
+    }
+
+    /// `id (ARN)`, or the id alone.
+    pub fn with_arn(&self, id: &str) -> String {
+        match self.arns.get(id) {
+            Some(arn) => format!("{id} ({arn})"),
+            None => id.to_string(),
+        }
+    }
+}
+
+/// Refuses a stack a run cannot use, saying what to do.
+pub fn check_usable(stack: &StackInfo) -> Result<()> {
+    if USABLE.contains(&stack.status.as_str()) {
+        return Ok(());
+    }
+    let what = format!("stack {}", stack.name);
+    Err(match stack.status.as_str() {
+        "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" => Error::refused(
+            what,
+            format!(
+                "is {}: its creation failed{}; `gameday down --scenario FILE` deletes it, then \
+                 `gameday up` or a run creates it again",
+                stack.status,
+                stack
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+        ),
+        s if s.ends_with("_IN_PROGRESS") => Error::refused(
+            what,
+            format!("is {s}: wait until CloudFormation is done with it"),
+        ),
+        s => Error::refused(what, format!("is {s}, which a run cannot use")),
+    })
+}
+
+/// The target's resources: the stack's outputs (the stack must exist and
+/// be usable) and every named resource, each checked to exist.
+pub async fn resolve(aws: &AwsClients, target: &AwsTarget) -> Result<Resources> {
+    let mut r = Resources::named(target);
+    if let Some(stack) = &target.stack {
+        let info = aws.describe_stack(stack).await?;
+        check_usable(&info)?;
+        r = r.with_outputs(&info.outputs);
+    }
+    if let Some(group) = &r.group {
+        let g = aws.describe_group(group).await?;
+        if let Some(arn) = g.arn {
+            r.arns.insert(g.name, arn);
+        }
+    }
+    match &r.database {
+        Some(AwsDatabase::Instance(id)) => {
+            if let Some(arn) = aws.describe_db_instance(id).await?.arn {
+                r.arns.insert(id.clone(), arn);
+            }
+        }
+        Some(AwsDatabase::Cluster(id)) => {
+            if let Some(arn) = aws.describe_db_cluster(id).await?.arn {
+                r.arns.insert(id.clone(), arn);
+            }
+        }
+        None => {}
+    }
+    if let Some(id) = &r.cache
+        && let Some(arn) = aws.describe_cache_cluster(id).await?.arn
+    {
+        r.arns.insert(id.clone(), arn);
+    }
+    if let Some(id) = &r.broker
+        && let Some(arn) = aws.describe_broker(id).await?.arn
+    {
+        r.arns.insert(id.clone(), arn);
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> AwsTarget {
+        AwsTarget {
+            region: None,
+            endpoint_url: None,
+            stack: Some("shop".into()),
+            auto_scaling_group: None,
+            database: None,
+            cache: Some("named-cache".into()),
+            broker: None,
+            entry_url: None,
+            parameters: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_stack_s_outputs_fill_in_what_the_scenario_does_not_name() {
+        let outputs: BTreeMap<String, String> = [
+            ("AutoScalingGroupName", "shop-ShopGroup-1"),
+            ("DatabaseInstanceId", "shop-db"),
+            ("CacheClusterId", "stack-cache"),
+            ("EntryUrl", "http://shop-alb.example.com"),
+            ("LoadBalancerArn", "arn:aws:elasticloadbalancing:lb"),
+            ("AlarmNames", "cpu,None,unhealthy-hosts,"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let r = Resources::named(&target()).with_outputs(&outputs);
+        assert_eq!(r.group.as_deref(), Some("shop-ShopGroup-1"));
+        assert_eq!(r.database, Some(AwsDatabase::Instance("shop-db".into())));
+        assert_eq!(
+            r.cache.as_deref(),
+            Some("named-cache"),
+            "the scenario's name wins"
+        );
+        assert_eq!(r.broker, None, "moto skips the broker: no output");
+        assert_eq!(
+            r.alarms,
+            ["cpu", "unhealthy-hosts"],
+            "moto's `None`s are dropped"
+        );
+        let watched = r.watched(&[PolicyAlarm {
+            alarm: "TargetTracking-shop-AlarmHigh-1".into(),
+            policy: "cpu60".into(),
+            scales_out: true,
+        }]);
+        assert_eq!(watched.alarms.len(), 3);
+        assert!(
+            watched
+                .scale_out_alarms
+                .contains("TargetTracking-shop-AlarmHigh-1")
+        );
+    }
+
+    #[test]
+    fn a_stack_whose_creation_failed_is_refused_with_how_to_delete_it() {
+        let info = StackInfo {
+            id: "id".into(),
+            name: "shop".into(),
+            status: "ROLLBACK_COMPLETE".into(),
+            reason: None,
+            outputs: BTreeMap::new(),
+        };
+        let e = check_usable(&info).unwrap_err().to_string();
+        assert!(
+            e.starts_with("stack shop: is ROLLBACK_COMPLETE: its creation failed; `gameday down --scenario FILE` deletes it"),
+            "{e}"
+        );
+        let busy = StackInfo {
+            status: "CREATE_IN_PROGRESS".into(),
+            ..info.clone()
+        };
+        assert!(
+            check_usable(&busy)
+                .unwrap_err()
+                .to_string()
+                .contains("wait")
+        );
+        let fine = StackInfo {
+            status: "UPDATE_COMPLETE".into(),
+            ..info
+        };
+        assert!(check_usable(&fine).is_ok());
+    }
+}

@@ -1,0 +1,154 @@
+//! A private moto server (`moto[server]` from PyPI) on a free loopback port,
+//! killed when dropped (and, through PR_SET_PDEATHSIG, when the test
+//! process dies first). Only std and libc: the integration tests include
+//! this file too (tests/it/support), so both start moto alike.
+//!
+//! moto is found at `GAMEDAY_MOTO_SERVER`, else in the virtualenv that
+//! scripts/venv.sh creates (`/var/tmp/gameday-venv`), else on PATH. A test
+//! that needs it and does not find it fails, saying how to install it:
+//! nothing is skipped silently.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// How to install moto, for the failure message.
+pub const INSTALL: &str = "scripts/venv.sh (or: python3 -m venv /var/tmp/gameday-venv && \
+     /var/tmp/gameday-venv/bin/pip install 'moto[server]==5.2.5'), or set GAMEDAY_MOTO_SERVER";
+
+/// Where `moto_server` is.
+pub fn moto_server_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("GAMEDAY_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = std::env::var_os("GAMEDAY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/gameday-venv"))
+        .join("bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("moto_server")
+}
+
+pub struct MotoServer {
+    child: Child,
+    pub port: u16,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    log: PathBuf,
+}
+
+impl MotoServer {
+    /// A moto that accepts any credentials (its default).
+    pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// A moto that checks credentials (`INITIAL_NO_AUTH_ACTION_COUNT=0`):
+    /// only its own test keys are accepted.
+    pub fn start_checking_credentials() -> Self {
+        Self::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")])
+    }
+
+    fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let path = moto_server_path();
+        // A port is free when we bind it; another process could take it
+        // before moto does, so retry on another one.
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let log = std::env::temp_dir()
+                .join(format!("gameday-moto-{}-{port}.log", std::process::id()));
+            let log_file = std::fs::File::create(&log).expect("create moto's log file");
+            let mut command = Command::new(&path);
+            command
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().expect("clone the log handle"))
+                .stderr(log_file)
+                .envs(env.iter().copied());
+            // SAFETY: prctl is async-signal-safe; nothing else runs between
+            // fork and exec.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = command.spawn().unwrap_or_else(|e| {
+                panic!(
+                    "cannot start moto's server ({}): {e}. Install it: {INSTALL}",
+                    path.display()
+                )
+            });
+            let mut moto = MotoServer {
+                child,
+                port,
+                endpoint: format!("http://127.0.0.1:{port}"),
+                log,
+            };
+            match moto.wait_ready(Duration::from_secs(30)) {
+                Ok(()) => return moto,
+                Err(why) => {
+                    last = format!(
+                        "{why}; its log:\n{}",
+                        std::fs::read_to_string(&moto.log).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        panic!("moto's server did not start: {last}")
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("moto_server exited with {status}"));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("not listening after {timeout:?}"))
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free loopback port")
+}
+
+/// The stack parameters the shop's template needs that the scenario gives
+/// (moto downloads nothing, so the release need not exist).
+pub const SHOP_PARAMETERS: [(&str, &str); 2] = [
+    (
+        "ReleaseArtifactUrl",
+        "https://example.invalid/gameday-shop-x86_64-linux.tar.gz",
+    ),
+    (
+        "ReleaseArtifactSha256",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+    ),
+];
+
+/// The admin token the tests give the stack (through the environment in the
+/// end-to-end test, directly here).
+pub const TEST_ADMIN_TOKEN: &str = "admin-token-for-tests";
