@@ -166,18 +166,52 @@ impl LocalPlatform {
         };
         let mut out = Vec::new();
         for (name, url) in servers {
-            let questions = async {
+            let status = async {
                 use sqlx::Connection;
                 let mut conn = sqlx::mysql::MySqlConnection::connect(&url).await.ok()?;
-                let row = sqlx::query("SHOW GLOBAL STATUS LIKE 'Questions'")
-                    .fetch_one(&mut conn)
-                    .await
-                    .ok()?;
+                let rows = sqlx::query(
+                    "SHOW GLOBAL STATUS WHERE Variable_name IN \
+                     ('Questions', 'Com_select', 'Com_insert', 'Com_update', 'Com_delete', 'Com_commit')",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .ok()?;
                 let _ = conn.close().await;
-                row.try_get::<String, _>(1).ok()?.parse::<f64>().ok()
+                Some(
+                    rows.iter()
+                        .filter_map(|r| {
+                            let key: String = r.try_get(0).ok()?;
+                            let value: String = r.try_get(1).ok()?;
+                            Some((key, value.parse::<f64>().ok()?))
+                        })
+                        .collect::<Vec<_>>(),
+                )
             };
-            if let Ok(Some(q)) = tokio::time::timeout(Duration::from_millis(500), questions).await {
-                out.push(("db_queries".to_string(), name, q));
+            if let Ok(Some(values)) = tokio::time::timeout(Duration::from_millis(500), status).await
+            {
+                for (key, value) in values {
+                    let counter = match key.as_str() {
+                        "Questions" => "db_queries".to_string(),
+                        com => format!("db_{}", com.to_ascii_lowercase()),
+                    };
+                    out.push((counter, name.clone(), value));
+                }
+            }
+        }
+        // The balancer's connections and requests: how well connections are reused.
+        if let Ok(info) = self.shared.lb.command("show info").await {
+            for line in info.lines() {
+                let Some((key, value)) = line.split_once(": ") else {
+                    continue;
+                };
+                let counter = match key {
+                    "CumConns" => "lb_connections",
+                    "CumReq" => "lb_requests",
+                    _ => continue,
+                };
+                if let Ok(v) = value.trim().parse::<f64>() {
+                    out.push((counter.to_string(), "haproxy".into(), v));
+                }
             }
         }
         for (name, url) in catalogues {

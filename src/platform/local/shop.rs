@@ -101,7 +101,11 @@ impl Replica {
             .env("SHOP_BIND", addr.ip().to_string())
             .env("SHOP_PORT", addr.port().to_string())
             .env("SHOP_REPLICA", name)
-            .env("SHOP_INSTANCE", instance);
+            .env("SHOP_INSTANCE", instance)
+            // One runtime worker per replica: a replica is sized at a
+            // quarter of a core (the autoscaler's request), and a second
+            // worker only adds cross-thread wakeups at that load.
+            .env("TOKIO_WORKER_THREADS", "1");
         let process = Supervised::spawn(name, cmd, log)?;
         Ok(Self {
             service: service.into(),
