@@ -154,6 +154,18 @@ pub fn faults(
                     |e| matches!(&e.kind, EventKind::AlarmState { state, .. } if state == "ALARM"),
                 )
                 .map(|e| secs(e.t_ms - t_ms));
+            let replacements = events
+                .iter()
+                .filter(|e| e.t_ms >= t_ms)
+                .filter_map(|e| match &e.kind {
+                    EventKind::InstanceLaunching {
+                        instance,
+                        replaces: Some(old),
+                        ..
+                    } if targets.contains(old) => Some(instance.clone()),
+                    _ => None,
+                })
+                .collect();
             FaultSummary {
                 id: id.to_string(),
                 name: name.to_string(),
@@ -171,6 +183,7 @@ pub fn faults(
                 instances_lost: Some(loss.instances),
                 capacity_back_at_s: loss.back_at_ms.map(secs),
                 alarm_after_s,
+                replacements,
             }
         })
         .collect()
@@ -384,6 +397,37 @@ mod tests {
             f.alarm_after_s,
             Some(3.5),
             "the alarm fired 3.5 s after the kill"
+        );
+    }
+
+    #[test]
+    fn a_terminated_instance_s_replacement_is_listed_and_other_launches_are_not() {
+        let seconds: Vec<SecondRow> = (0..30).map(|t| row(t, 100, 0)).collect();
+        let launching = |t_ms, id: &str, replaces: Option<&str>| {
+            ev(
+                t_ms,
+                "instance.launching",
+                json!({"instance": id, "replaces": replaces}),
+            )
+        };
+        let events = vec![
+            launching(1_000, "i-0", Some("i-1")),
+            ev(
+                10_000,
+                "fault.injected",
+                json!({"id": "f1", "name": "lose one", "kind": "terminate-instance", "targets": ["i-1"]}),
+            ),
+            ev(10_100, "fault.ended", json!({"id": "f1"})),
+            launching(12_000, "i-9", None),
+            launching(13_000, "i-2", Some("i-1")),
+            launching(14_000, "i-3", Some("i-7")),
+        ];
+        let f = &faults(&events, &seconds, None, RecoveryRule::default())[0];
+        assert_eq!(f.targets, ["i-1"]);
+        assert_eq!(
+            f.replacements,
+            ["i-2"],
+            "not the launch before the fault, a scale-out, nor another's replacement"
         );
     }
 }

@@ -65,6 +65,10 @@ pub struct FaultSummary {
     /// (how soon the team would have known; null without an alarm).
     #[serde(default)]
     pub alarm_after_s: Option<f64>,
+    /// The instances launched to replace the ones it took (a group's or
+    /// the platform's replacements), in launch order.
+    #[serde(default)]
+    pub replacements: Vec<String>,
 }
 
 /// One upward scaling decision and how long its capacity took to serve.

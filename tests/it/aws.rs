@@ -316,6 +316,8 @@ report:
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    // Shown with `--no-capture`: the run as gameday printed it.
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(summary["verdict"], "pass", "{summary}");
     let faults = summary["faults"].as_array().unwrap();
     let kinds: Vec<&str> = faults.iter().map(|f| f["kind"].as_str().unwrap()).collect();
@@ -363,6 +365,11 @@ report:
     assert!(
         of("instance.running").iter().any(|f| f["instance"] == new),
         "the replacement runs: {events:#?}"
+    );
+    assert_eq!(
+        faults[0]["replacements"],
+        serde_json::json!([new]),
+        "the summary names the replacement: {summary}"
     );
     assert_eq!(
         of("instance.serving").len(),

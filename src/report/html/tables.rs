@@ -115,7 +115,15 @@ pub(super) fn faults(h: &mut String, s: &Summary) {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{back}</td>{}<td>{recovered}</td><td>{}</td></tr>",
             esc(&f.name),
             esc(&f.kind),
-            esc(&f.targets.join(", ")),
+            if f.replacements.is_empty() {
+                esc(&f.targets.join(", "))
+            } else {
+                format!(
+                    "{}<br>replaced by {}",
+                    esc(&f.targets.join(", ")),
+                    esc(&f.replacements.join(", "))
+                )
+            },
             seconds(f.injected_at_s),
             f.first_error_at_s
                 .map(|t| format!("{t:.1} s"))
@@ -245,13 +253,20 @@ pub(super) fn cost(h: &mut String, s: &Summary) {
         );
         return;
     };
-    let share = c
-        .stack_cpu_percent
-        .map(|p| format!("{p:.0}% of the machine's {} cores", c.cores.unwrap_or(0)))
-        .unwrap_or_else(|| "not measured".into());
+    let share = match (c.stack_cpu_percent, c.machine_cpu_percent) {
+        (Some(stack), Some(all)) => format!(
+            "the stack (everything but the load generator) used {stack:.0}% of the machine's {} cores, {all:.0}% with the load generator",
+            c.cores.unwrap_or(0)
+        ),
+        (Some(stack), None) => format!(
+            "the stack used {stack:.0}% of the machine's {} cores",
+            c.cores.unwrap_or(0)
+        ),
+        _ => "the share of the machine was not measured".into(),
+    };
     let _ = write!(
         h,
-        "<p>{} s, {} requests; everything together used {share}; database queries per request {}; catalogue cache hit ratio {}.</p>\
+        "<p>{} s, {} requests; {share}; database queries per request {}; catalogue cache hit ratio {}.</p>\
          <table><tr><th>Component</th><th>CPU seconds</th><th>CPU ms per 1,000 requests</th><th>Peak memory</th></tr>",
         c.window_s,
         c.requests,
