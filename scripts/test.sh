@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 GAMEDAY_VENV="$(scripts/venv.sh)"
 export GAMEDAY_VENV
-cargo build --workspace --bins --locked
+# Bins and tests in one build: the tests' dev-dependencies change the
+# features of shared crates, so building the bins alone first would compile
+# the AWS SDK and the rest a second time with other features.
+cargo build --workspace --bins --tests --locked
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked "$@"
 else
