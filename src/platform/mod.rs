@@ -33,6 +33,32 @@ use crate::{
 /// the order audit) on a platform gameday did not start itself.
 pub const ADMIN_TOKEN_ENV: &str = "GAMEDAY_ADMIN_TOKEN";
 
+/// Says on stderr, when dropped still armed (the work was interrupted),
+/// what may be left behind and how to remove it.
+pub struct LeftBehind(Option<String>);
+
+impl LeftBehind {
+    /// `what` completes "interrupted while ...".
+    pub fn armed(what: String) -> Self {
+        Self(Some(what))
+    }
+
+    /// The work finished: nothing to say.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for LeftBehind {
+    fn drop(&mut self) {
+        if let Some(what) = &self.0 {
+            eprintln!(
+                "gameday: interrupted while {what}; `gameday down --scenario FILE` deletes it"
+            );
+        }
+    }
+}
+
 /// What a fault can hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -65,8 +65,16 @@ impl Verdict {
     }
 }
 
+/// A fraction as a percentage with up to three decimals; a fraction below
+/// one never reads "100%" (one failed request in 300,000 is 99.9997%).
 pub fn percent(fraction: f64) -> String {
-    let text = format!("{:.3}", fraction * 100.0);
+    let value = fraction * 100.0;
+    let text = (3..=6)
+        .map(|decimals| format!("{value:.decimals$}"))
+        .find(|text| fraction >= 1.0 || !text.starts_with("100"));
+    let Some(text) = text else {
+        return ">99.9999%".into();
+    };
     let text = text.trim_end_matches('0').trim_end_matches('.');
     format!("{text}%")
 }
@@ -209,6 +217,16 @@ mod tests {
             lost_orders: Some(0),
             ..Slo::default()
         }
+    }
+
+    #[test]
+    fn a_percentage_below_one_hundred_never_reads_one_hundred() {
+        assert_eq!(percent(1.0), "100%");
+        assert_eq!(percent(0.9999), "99.99%");
+        assert_eq!(percent(0.5), "50%");
+        // One failed request in 323,756.
+        assert_eq!(percent(1.0 - 1.0 / 323_756.0), "99.9997%");
+        assert_eq!(percent(1.0 - 1e-9), ">99.9999%");
     }
 
     #[test]

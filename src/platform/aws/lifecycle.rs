@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     events::{EventKind, EventLog},
-    platform::{ADMIN_TOKEN_ENV, Inventory, Platform},
+    platform::{ADMIN_TOKEN_ENV, Inventory, LeftBehind, Platform},
     scenario::AwsTarget,
 };
 
@@ -132,7 +132,9 @@ async fn create(
          (on AWS this takes 20 to 40 minutes)",
         aws.place()
     );
-    let guard = LeftBehind(Some(stack.to_string()));
+    let guard = LeftBehind::armed(format!(
+        "creating stack {stack}: it may be left on the account"
+    ));
     let created = aws
         .create_stack(&spec, STACK_TIMEOUT, progress_printer())
         .await;
@@ -165,27 +167,6 @@ pub(super) async fn remove(aws: &AwsClients, stack: &str) {
         Err(e) => eprintln!(
             "gameday: {e}; the stack may be left: `gameday down --scenario FILE` deletes it"
         ),
-    }
-}
-
-/// Says, when dropped armed (creation was interrupted), that the stack may
-/// be left and how to remove it.
-struct LeftBehind(Option<String>);
-
-impl LeftBehind {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for LeftBehind {
-    fn drop(&mut self) {
-        if let Some(stack) = &self.0 {
-            eprintln!(
-                "gameday: interrupted while creating stack {stack}: it may be left on the account; \
-                 `gameday down --scenario FILE` deletes it"
-            );
-        }
     }
 }
 

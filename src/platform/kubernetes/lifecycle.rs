@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     events::{EventKind, EventLog},
-    platform::{Inventory, Platform},
+    platform::{Inventory, LeftBehind, Platform},
     scenario::KubernetesTarget,
     shop::ENTRY_SERVICE,
 };
@@ -113,7 +113,10 @@ pub async fn deploy_on(
         });
     }
     let existed = cluster.namespace_exists().await?;
-    let guard = LeftBehind(Some(cluster.namespace().to_string()));
+    let guard = LeftBehind::armed(format!(
+        "deploying: namespace {} may be left on the cluster",
+        cluster.namespace()
+    ));
     let outcome = match cluster.deploy(&manifests, progress_printer()).await {
         Ok(workloads) => {
             eprintln!("gameday: {}", available(&workloads, cluster.namespace()));
@@ -137,27 +140,6 @@ pub async fn deploy_on(
                 remove_namespace(&cluster).await;
             }
             Err(e)
-        }
-    }
-}
-
-/// Says, when dropped armed (the deploy was interrupted), that the
-/// namespace may be left on the cluster and how to remove it.
-struct LeftBehind(Option<String>);
-
-impl LeftBehind {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for LeftBehind {
-    fn drop(&mut self) {
-        if let Some(namespace) = &self.0 {
-            eprintln!(
-                "gameday: interrupted while deploying: namespace {namespace} may be left on the \
-                 cluster; `gameday down --scenario FILE` deletes it"
-            );
         }
     }
 }
