@@ -4,7 +4,7 @@
 //! would hit, stop rules, SLOs), without acting. `gameday plan` prints it;
 //! a run writes it to `plan.txt` and into its report.
 
-use std::{fmt::Write as _, time::Duration};
+use std::{fmt::Write as _, path::Path, time::Duration};
 
 use crate::{
     chaos,
@@ -157,9 +157,15 @@ async fn fault_hits(s: &Scenario, platform: &dyn Platform) -> Vec<String> {
 /// The plan as text: what a run will do on `platform` (a preview before a
 /// run, the deployed platform in a run's `plan.txt`).
 pub async fn render(s: &Scenario, platform: &dyn Platform) -> String {
+    render_in(s, platform, None).await
+}
+
+/// The plan, naming `run_dir` as where the reports go when it is known
+/// (a run's own `plan.txt`).
+pub async fn render_in(s: &Scenario, platform: &dyn Platform, run_dir: Option<&Path>) -> String {
     let inventory = platform.inventory().await;
     let hits = fault_hits(s, platform).await;
-    render_with(s, platform, inventory.as_ref().ok(), hits)
+    render_with(s, platform, inventory.as_ref().ok(), hits, run_dir)
 }
 
 fn render_with(
@@ -167,6 +173,7 @@ fn render_with(
     platform: &dyn Platform,
     inventory: Option<&Inventory>,
     hits: Vec<String>,
+    run_dir: Option<&Path>,
 ) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -315,11 +322,13 @@ fn render_with(
     if !any {
         let _ = writeln!(o, "  none");
     }
+    let reports = match run_dir {
+        Some(dir) => format!("{}/", dir.display()),
+        None => format!("{}/{}-<timestamp>/", s.report_dir.display(), s.name),
+    };
     let _ = writeln!(
         o,
-        "\nReports: {}/{}-<timestamp>/ (report.html, summary.json, junit.xml)",
-        s.report_dir.display(),
-        s.name
+        "\nReports: {reports} (report.html, summary.json, junit.xml)"
     );
     o
 }

@@ -111,7 +111,7 @@ impl Runner {
                 return Err(Error::Interrupted("while starting the shop; everything started was stopped".into()));
             }
         };
-        let plan_text = crate::plan::render(&scenario, &*platform).await;
+        let plan_text = crate::plan::render_in(&scenario, &*platform, Some(&run_dir)).await;
         let plan_path = run_dir.join("plan.txt");
         if let Err(e) = std::fs::write(&plan_path, &plan_text) {
             platform.shutdown().await;

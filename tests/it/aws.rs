@@ -337,6 +337,11 @@ report:
     assert!(summary["orders"]["accepted"].as_u64().unwrap() > 0);
     let schema = crate::support::summary_schema();
     assert!(schema.is_valid(&summary));
+    let plan = std::fs::read_to_string(run.join("plan.txt")).unwrap();
+    assert!(
+        plan.contains(&format!("Reports: {}/ ", run.display())),
+        "the plan names the directory --output chose: {plan}"
+    );
 
     // The watchers saw the instance go and its replacement come.
     let events: Vec<Value> = std::fs::read_to_string(run.join("events.jsonl"))
