@@ -18,7 +18,7 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    moto_server::{MotoServer, SHOP_PARAMETERS},
+    moto_server::{MotoServer, SHOP_PARAMETERS, create_broker},
     processes_of,
 };
 
@@ -213,27 +213,7 @@ fn broker_on(moto: &MotoServer) -> String {
             ))
             .load()
             .await;
-        aws_sdk_mq::Client::new(&config)
-            .create_broker()
-            .broker_name("shop-broker")
-            .engine_type(aws_sdk_mq::types::EngineType::Rabbitmq)
-            .engine_version("3.13")
-            .host_instance_type("mq.t3.micro")
-            .deployment_mode(aws_sdk_mq::types::DeploymentMode::SingleInstance)
-            .publicly_accessible(false)
-            .auto_minor_version_upgrade(true)
-            .users(
-                aws_sdk_mq::types::User::builder()
-                    .username("shop")
-                    .password("a-password-for-moto")
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("moto creates a broker")
-            .broker_id()
-            .expect("a broker id")
-            .to_string()
+        create_broker(&aws_sdk_mq::Client::new(&config)).await
     })
 }
 

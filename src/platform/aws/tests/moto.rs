@@ -9,7 +9,7 @@ use aws_credential_types::Credentials;
 
 use super::{
     clients_at, deploy_shop, moto_clients,
-    moto_server::{MotoServer, TEST_ADMIN_TOKEN},
+    moto_server::{MotoServer, TEST_ADMIN_TOKEN, create_broker},
     stack_target, test_credentials,
 };
 use crate::{
@@ -253,28 +253,7 @@ async fn a_broker_named_by_the_scenario_is_rebooted_and_a_cache_without_nodes_is
     let moto = MotoServer::start();
     let aws = moto_clients(&moto).await;
     let out = deploy_shop(&aws, "shop").await;
-    let broker = aws
-        .mq
-        .create_broker()
-        .broker_name("shop-broker")
-        .engine_type(aws_sdk_mq::types::EngineType::Rabbitmq)
-        .engine_version("3.13")
-        .host_instance_type("mq.t3.micro")
-        .deployment_mode(aws_sdk_mq::types::DeploymentMode::SingleInstance)
-        .publicly_accessible(false)
-        .auto_minor_version_upgrade(true)
-        .users(
-            aws_sdk_mq::types::User::builder()
-                .username("shop")
-                .password("a-password-for-moto")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .broker_id()
-        .unwrap()
-        .to_string();
+    let broker = create_broker(&aws.mq).await;
     // moto creates cache clusters but lists no nodes for them.
     aws.elasticache
         .create_cache_cluster()

@@ -1,7 +1,8 @@
 //! A private moto server (`moto[server]` from PyPI) on a free loopback port,
 //! killed when dropped (and, through PR_SET_PDEATHSIG, when the test
 //! process dies first). Only std and libc: the integration tests include
-//! this file too (tests/it/support), so both start moto alike.
+//! this file too (tests/it/support), so both start moto alike; the one
+//! SDK call here (`create_broker`) uses a crate both already link.
 //!
 //! moto is found at `GAMEDAY_MOTO_SERVER`, else in the virtualenv that
 //! scripts/venv.sh creates (`/var/tmp/gameday-venv`), else on PATH. A test
@@ -152,3 +153,28 @@ pub const SHOP_PARAMETERS: [(&str, &str); 2] = [
 /// The admin token the tests give the stack (through the environment in the
 /// end-to-end test, directly here).
 pub const TEST_ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// Creates a RabbitMQ broker on moto, for the tests that name one in the
+/// scenario, and returns its id.
+pub async fn create_broker(mq: &aws_sdk_mq::Client) -> String {
+    mq.create_broker()
+        .broker_name("shop-broker")
+        .engine_type(aws_sdk_mq::types::EngineType::Rabbitmq)
+        .engine_version("3.13")
+        .host_instance_type("mq.t3.micro")
+        .deployment_mode(aws_sdk_mq::types::DeploymentMode::SingleInstance)
+        .publicly_accessible(false)
+        .auto_minor_version_upgrade(true)
+        .users(
+            aws_sdk_mq::types::User::builder()
+                .username("shop")
+                .password("a-password-for-moto")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("moto creates a broker")
+        .broker_id()
+        .expect("a broker id")
+        .to_string()
+}
