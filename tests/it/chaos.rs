@@ -139,8 +139,36 @@ report:
         .find(|x| x["name"] == "failover-downtime")
         .unwrap();
     assert!(downtime["observed"].is_string(), "{downtime}");
+    // The shop followed the writer to the promoted primary: the prober's
+    // registrations (rows written by shop-user) succeed again afterwards.
+    let all = events(&run);
+    let moved_ms = all
+        .iter()
+        .find(|e| e["kind"] == "db.writer_moved")
+        .and_then(|e| e["t_ms"].as_u64())
+        .expect("a db.writer_moved event");
+    let probes: Vec<Value> = std::fs::read_to_string(run.join("probe.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let writes_after = probes
+        .iter()
+        .filter(|p| p["path"] == "write" && p["t_ms"].as_u64() > Some(moved_ms + 2_000))
+        .collect::<Vec<_>>();
+    let ok_after = writes_after.iter().filter(|p| p["ok"] == true).count();
+    assert!(
+        !writes_after.is_empty() && ok_after * 10 >= writes_after.len() * 9,
+        "{ok_after} of {} writes after the failover succeeded: {:?}",
+        writes_after.len(),
+        writes_after
+            .iter()
+            .filter(|p| p["ok"] != true)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
     // The cache and the broker were started again (their undo ran).
-    let k = kinds(&events(&run));
+    let k = kinds(&all);
     for kind in [
         "server.stopped cache",
         "server.started cache",

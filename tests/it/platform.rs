@@ -288,14 +288,18 @@ async fn a_terminated_instance_is_replaced_with_a_new_address_and_its_replicas_s
 }
 
 #[tokio::test]
-async fn after_a_database_failover_writes_succeed_through_the_writer_and_no_acknowledged_write_is_missing()
+async fn after_a_database_failover_writes_succeed_where_the_writer_file_points_and_no_acknowledged_write_is_missing()
  {
     let (platform, _dir) = up(small_topology()).await;
-    let url = format!(
-        "mysql://shop:shop@{}/shop?ssl-mode=disabled",
-        platform.writer_addr()
-    );
-    let mut conn = MySqlConnection::connect(&url).await.unwrap();
+    // A client that re-reads the writer file before each connection, as the
+    // shop does (and as an RDS client re-resolves the endpoint's name).
+    let writer_file = platform.writer_file().to_path_buf();
+    let writer_url = move || {
+        let text = std::fs::read_to_string(&writer_file).unwrap();
+        format!("mysql://shop:shop@{}/shop?ssl-mode=disabled", text.trim())
+    };
+    let before = platform.writer_addr().unwrap();
+    let mut conn = MySqlConnection::connect(&writer_url()).await.unwrap();
     sqlx::query("CREATE TABLE probe (id BIGINT PRIMARY KEY) ENGINE=InnoDB")
         .execute(&mut conn)
         .await
@@ -311,6 +315,7 @@ async fn after_a_database_failover_writes_succeed_through_the_writer_and_no_ackn
         // Bounded: at most 40 s or 600 acknowledged writes.
         while started.elapsed() < Duration::from_secs(40) && acked.len() < 600 {
             if conn.is_none() {
+                let url = writer_url();
                 conn = tokio::time::timeout(Duration::from_secs(1), MySqlConnection::connect(&url))
                     .await
                     .ok()
@@ -349,12 +354,12 @@ async fn after_a_database_failover_writes_succeed_through_the_writer_and_no_ackn
         acked.len()
     );
 
-    let mut conn = MySqlConnection::connect(&format!(
-        "mysql://shop:shop@{}/shop?ssl-mode=disabled",
-        platform.writer_addr()
-    ))
-    .await
-    .unwrap();
+    let after = platform.writer_addr().unwrap();
+    assert_ne!(after, before, "the writer file still names the old primary");
+    let mut conn =
+        MySqlConnection::connect(&format!("mysql://shop:shop@{after}/shop?ssl-mode=disabled"))
+            .await
+            .unwrap();
     let stored: BTreeSet<i64> = sqlx::query_scalar("SELECT id FROM probe")
         .fetch_all(&mut conn)
         .await
@@ -375,6 +380,12 @@ async fn after_a_database_failover_writes_succeed_through_the_writer_and_no_ackn
     assert!(
         !status.infra.iter().any(|i| i.name == "mariadb-standby"),
         "no standby until one is rebuilt"
+    );
+    let primary = status.infra.iter().find(|i| i.name == "mariadb-primary");
+    assert_eq!(
+        primary.and_then(|p| p.address.clone()),
+        Some(after.to_string()),
+        "the writer file names the promoted primary"
     );
     // Downtime as a writer saw it: the longest pause between two acknowledged writes.
     let gap = acked
@@ -517,5 +528,43 @@ async fn the_shop_keeps_working_after_redis_and_rabbitmq_restart() {
         .await
         .unwrap();
     assert_eq!(order.status(), StatusCode::CREATED);
+    platform.shutdown().await;
+}
+
+/// HAProxy keeps its connections to the replicas and reuses them: with
+/// servers added at run time (`add server`), HAProxy 2.6 opened a new TCP
+/// connection to a replica for every request.
+#[tokio::test]
+async fn the_balancer_reuses_its_connections_to_the_replicas() {
+    let (platform, _dir) = up(small_topology()).await;
+    let entry = platform.entry_url();
+    let http = client();
+    for i in 0..60 {
+        let r = http
+            .get(format!("{entry}/api/catalogue/products?page={}", 1 + i % 5))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let stat = platform.lb().command("show stat").await.unwrap();
+    let mut lines = stat.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let row: Vec<&str> = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f[col("pxname")] == "be_catalogue" && f[col("svname")] == "BACKEND")
+        .expect("a be_catalogue backend");
+    let number = |name: &str| row[col(name)].parse::<u64>().unwrap_or(0);
+    let (connects, reuses) = (number("connect"), number("reuse"));
+    assert!(
+        reuses >= 40,
+        "60 requests over one client connection: {connects} new connections to the replica, {reuses} reused"
+    );
     platform.shutdown().await;
 }

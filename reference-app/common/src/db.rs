@@ -1,17 +1,19 @@
 //! MariaDB access. The pool connects lazily (a service starts while the
-//! database is down), pings a pooled connection before handing it out (a
-//! connection to a primary that died or moved is detected and replaced), and
-//! every acquire has a timeout. The schema is applied by a background task
+//! database is down), pings a pooled connection that sat idle before handing
+//! it out (a connection to a primary that died or moved is detected and
+//! replaced), and every acquire has a timeout. With a writer file it
+//! follows the writer when that file changes (a failover). The schema is applied by a background task
 //! that retries until the database answers.
 
 use std::{
     future::Future,
+    path::{Path, PathBuf},
     str::FromStr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use sqlx::{
@@ -22,22 +24,95 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Settings, health::DependencyStatus, schema};
 
+/// A pooled connection idle this long is pinged before it is lent out.
+pub const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct Database {
     pub pool: MySqlPool,
     schema_ready: Arc<AtomicBool>,
     timeout: Duration,
+    writer: Option<Arc<Mutex<WriterFile>>>,
+}
+
+/// Where the database writer is, per `Settings::mysql_writer_file`.
+struct WriterFile {
+    file: PathBuf,
+    current: Option<(String, u16)>,
+    /// When the writer last moved.
+    moved: Arc<Mutex<Option<Instant>>>,
+    /// The last read failed (and was logged).
+    unreadable: bool,
+}
+
+/// How often the writer file is re-read: the local stand-in for a DNS TTL.
+/// Until a replica notices a failover, its pooled connections to the dead
+/// primary fail the requests that use them (black-friday: 20 failed
+/// requests in the failover's second with 200 ms), so this is short; a
+/// read costs a few microseconds.
+const WRITER_POLL: Duration = Duration::from_millis(50);
+
+/// `host:port` from the writer file.
+pub fn read_writer_file(file: &Path) -> std::io::Result<(String, u16)> {
+    let text = std::fs::read_to_string(file)?;
+    let invalid = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("expected host:port, found {:?}", text.trim()),
+        )
+    };
+    let (host, port) = text.trim().rsplit_once(':').ok_or_else(invalid)?;
+    let port = port.parse().map_err(|_| invalid())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(invalid());
+    }
+    Ok((host.to_string(), port))
 }
 
 impl Database {
     pub fn connect_lazy(settings: &Settings) -> anyhow::Result<Self> {
-        let options = MySqlConnectOptions::from_str(&settings.mysql_url)
+        let mut options = MySqlConnectOptions::from_str(&settings.mysql_url)
             .map_err(|e| anyhow::anyhow!("invalid mysql_url: {e}"))?;
+        let writer = settings.mysql_writer_file.clone().map(|file| {
+            let current = read_writer_file(&file).ok();
+            if let Some((host, port)) = &current {
+                options = options.clone().host(host).port(*port);
+            }
+            WriterFile {
+                unreadable: false,
+                file,
+                current,
+                moved: Arc::new(Mutex::new(None)),
+            }
+        });
+        let moved = writer.as_ref().map(|w| w.moved.clone());
         let pool = MySqlPoolOptions::new()
             .max_connections(settings.mysql_pool_size)
             .min_connections(0)
             .acquire_timeout(settings.outbound_timeout)
-            .test_before_acquire(true)
+            // sqlx pings every connection it takes back (so a broken one
+            // never re-enters the pool) and, by default, again before lending
+            // it out. The second ping only helps a connection that died while
+            // idle; for one that was in use a moment ago it is one more round
+            // trip per query or transaction, for the service and the database.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                let opened_before_move = moved
+                    .as_ref()
+                    .and_then(|m| *m.lock().unwrap_or_else(|e| e.into_inner()))
+                    .is_some_and(|at: Instant| meta.age > at.elapsed());
+                Box::pin(async move {
+                    if opened_before_move {
+                        // It leads to the old writer: close it, open another.
+                        return Ok(false);
+                    }
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .idle_timeout(Some(Duration::from_secs(30)))
             .max_lifetime(Some(Duration::from_secs(300)))
             .connect_lazy_with(options);
@@ -45,7 +120,48 @@ impl Database {
             pool,
             schema_ready: Arc::new(AtomicBool::new(false)),
             timeout: settings.outbound_timeout,
+            writer: writer.map(|w| Arc::new(Mutex::new(w))),
         })
+    }
+
+    /// Re-reads the writer file (if there is one) every `WRITER_POLL` and
+    /// points new connections at the address it names; connections opened
+    /// before a move are closed instead of lent out.
+    fn follow_writer(&self, shutdown: CancellationToken) {
+        let Some(writer) = self.writer.clone() else {
+            return;
+        };
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(WRITER_POLL) => {}
+                }
+                let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                match read_writer_file(&w.file) {
+                    Ok(next) if w.current.as_ref() != Some(&next) => {
+                        let options = (*pool.connect_options()).clone().host(&next.0).port(next.1);
+                        pool.set_connect_options(options);
+                        *w.moved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                        tracing::info!(
+                            writer = format!("{}:{}", next.0, next.1),
+                            "the database writer moved"
+                        );
+                        w.current = Some(next);
+                        w.unreadable = false;
+                    }
+                    Ok(_) => w.unreadable = false,
+                    // Said once, not at every read; new connections keep
+                    // going to the last address read.
+                    Err(e) if !w.unreadable => {
+                        w.unreadable = true;
+                        tracing::warn!(file = %w.file.display(), error = %e, "cannot read the database writer file")
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
     }
 
     /// Applies the schema, then `after` (seeding), retrying with back-off
@@ -55,6 +171,7 @@ impl Database {
         F: Fn(MySqlPool) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), sqlx::Error>> + Send,
     {
+        self.follow_writer(shutdown.clone());
         let db = self.clone();
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(200);
@@ -105,4 +222,33 @@ impl Database {
 /// True when a database error is MariaDB's duplicate-key error (1062).
 pub fn is_duplicate_key(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23000"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_file_names_a_host_and_port_and_anything_else_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("writer");
+        std::fs::write(&file, "127.0.0.1:3307\n").unwrap();
+        assert_eq!(
+            read_writer_file(&file).unwrap(),
+            ("127.0.0.1".to_string(), 3307)
+        );
+        std::fs::write(&file, "[::1]:3308").unwrap();
+        assert_eq!(read_writer_file(&file).unwrap(), ("::1".to_string(), 3308));
+        for bad in ["", "127.0.0.1", "127.0.0.1:port", ":3306"] {
+            std::fs::write(&file, bad).unwrap();
+            let err = read_writer_file(&file).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{bad:?}");
+        }
+        assert_eq!(
+            read_writer_file(&dir.path().join("missing"))
+                .unwrap_err()
+                .kind(),
+            std::io::ErrorKind::NotFound
+        );
+    }
 }

@@ -67,6 +67,12 @@ pub struct Settings {
     /// Name of this replica, such as `cart-1`.
     pub replica: String,
     pub mysql_url: String,
+    /// A file holding the database writer's `host:port`, which replaces the
+    /// one in `mysql_url` and is re-read while the service runs: new
+    /// connections go where it points. The local platform's stand-in for the
+    /// DNS name a managed database moves on failover (RDS), so no proxy
+    /// carries every query.
+    pub mysql_writer_file: Option<PathBuf>,
     pub mysql_pool_size: u32,
     pub redis_url: String,
     pub amqp_url: String,
@@ -107,7 +113,9 @@ pub struct Settings {
     /// An order paid but not dispatched after this long is reported stuck.
     #[serde(with = "humantime_serde")]
     pub stuck_after: Duration,
-    /// How often the outbox relay looks for unsent events when not woken.
+    /// How often the outbox relay looks for unsent events when not woken. A
+    /// payment wakes its own replica's relay at once; this pass finds events
+    /// another replica left behind (it died, or the broker was down).
     #[serde(with = "humantime_serde")]
     pub relay_interval: Duration,
     /// Products the catalogue seeds into an empty table.
@@ -124,6 +132,7 @@ impl Default for Settings {
             instance: "local".into(),
             replica: String::new(),
             mysql_url: "mysql://shop:shop@127.0.0.1:3306/shop".into(),
+            mysql_writer_file: None,
             mysql_pool_size: 16,
             redis_url: "redis://127.0.0.1:6379/".into(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
@@ -145,7 +154,7 @@ impl Default for Settings {
             payment_latency: Duration::from_millis(20),
             payment_failure_rate: 0.0,
             stuck_after: Duration::from_secs(60),
-            relay_interval: Duration::from_millis(250),
+            relay_interval: Duration::from_secs(1),
             seed_products: 1200,
             log_json: false,
         }

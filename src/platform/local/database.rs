@@ -2,17 +2,24 @@
 //! semi-synchronous (AFTER_SYNC), so a write the primary acknowledged is
 //! already on the standby. Failover kills the primary, lets the standby apply
 //! everything it received, promotes it (replication stopped, writable) and
-//! moves the writer endpoint; a new standby can then be rebuilt from the new
-//! primary's binary log.
+//! points the writer file at it; a new standby can then be rebuilt from the
+//! new primary's binary log.
+//!
+//! The writer file holds the primary's `host:port`. The shop reads it at
+//! start and again every 50 ms (`mysql_writer_file`), as clients of a
+//! managed database re-resolve the DNS name that moves on failover: new
+//! connections go to the new primary, old ones are closed. Nothing proxies
+//! the queries, so the balancer's cost is the shop's HTTP traffic alone.
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use sqlx::{Row, mysql::MySqlConnection};
 
-use super::{
-    haproxy::{RuntimeApi, WRITER_BACKEND, WRITER_SERVER},
-    infra::{ADMIN_USER, MariaDb, MariaDbOptions, Server},
-};
+use super::infra::{ADMIN_USER, MariaDb, MariaDbOptions, Server};
 use crate::{
     errors::{Error, Result},
     events::{EventKind, EventLog},
@@ -24,6 +31,27 @@ pub struct DatabasePair {
     dir: PathBuf,
     ip: IpAddr,
     next_server_id: u32,
+}
+
+/// Writes the writer file (`host:port`) atomically: a reader sees the old
+/// address or the new one, never half of it.
+pub fn point_writer(file: &Path, addr: SocketAddr) -> Result<()> {
+    let tmp = file.with_extension("new");
+    std::fs::write(&tmp, format!("{addr}\n")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, file).map_err(|e| Error::io(file, e))
+}
+
+/// The address the writer file names.
+pub fn read_writer(file: &Path) -> Result<SocketAddr> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    text.trim().parse().map_err(|_| Error::Command {
+        name: "database writer".into(),
+        detail: format!(
+            "{}: expected host:port, found {:?}",
+            file.display(),
+            text.trim()
+        ),
+    })
 }
 
 /// How long each step of a failover took, in milliseconds from the kill.
@@ -74,10 +102,10 @@ impl DatabasePair {
             .map(|s| format!("mariadb-{}", s.options.server_id))
     }
 
-    /// Kills the primary and promotes the standby behind the writer endpoint.
+    /// Kills the primary, promotes the standby and points `writer_file` at it.
     pub async fn failover(
         &mut self,
-        haproxy: &RuntimeApi,
+        writer_file: &Path,
         events: &EventLog,
         rebuild: bool,
     ) -> Result<FailoverReport> {
@@ -121,9 +149,7 @@ impl DatabasePair {
             after_ms: Some(promoted_ms),
         });
 
-        haproxy
-            .move_server(WRITER_BACKEND, WRITER_SERVER, standby.addr)
-            .await?;
+        point_writer(writer_file, standby.addr)?;
         let writer_moved_ms = started.elapsed().as_millis() as u64;
         events.emit(EventKind::DbWriterMoved {
             to: new_primary.clone(),
@@ -225,4 +251,25 @@ async fn wait_relay_log_applied(conn: &mut MySqlConnection) -> Result<()> {
         name: "db failover".into(),
         detail: "the standby did not finish applying its relay log in 10 s".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_file_is_replaced_whole_and_read_back_as_an_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("writer");
+        let first: SocketAddr = "127.0.0.1:3306".parse().unwrap();
+        let second: SocketAddr = "127.0.0.1:3307".parse().unwrap();
+        point_writer(&file, first).unwrap();
+        assert_eq!(read_writer(&file).unwrap(), first);
+        point_writer(&file, second).unwrap();
+        assert_eq!(read_writer(&file).unwrap(), second);
+        assert!(!file.with_extension("new").exists(), "no temporary left");
+        std::fs::write(&file, "nonsense").unwrap();
+        let err = read_writer(&file).unwrap_err().to_string();
+        assert!(err.contains("expected host:port"), "{err}");
+    }
 }

@@ -72,7 +72,7 @@ pub fn describe(topology: &Topology, fault: &Fault) -> String {
             humantime::format_duration(topology.boot_delay)
         ),
         FaultKind::DbFailover { rebuild_standby } => format!(
-            "kill the MariaDB primary, promote the standby, move the writer endpoint in HAProxy{}",
+            "kill the MariaDB primary, promote the standby, point the writer name at it{}",
             if *rebuild_standby {
                 ", build a new standby"
             } else {
@@ -297,14 +297,14 @@ impl LocalPlatform {
         Ok(replacement)
     }
 
-    /// Kills the database primary, promotes the standby and moves the writer
-    /// endpoint; with `rebuild`, starts a new standby afterwards.
+    /// Kills the database primary, promotes the standby and points the
+    /// writer file at it; with `rebuild`, starts a new standby afterwards.
     pub async fn failover_database(&self, rebuild: bool) -> Result<FailoverReport> {
         let mut st = self.shared.state.lock().await;
         let report = st
             .infra
             .db
-            .failover(&self.shared.lb, &self.shared.events, rebuild)
+            .failover(&self.shared.writer_file, &self.shared.events, rebuild)
             .await?;
         st.dirty = true;
         Ok(report)

@@ -4,9 +4,19 @@
 //!
 //! - a public frontend (the storefront URL) routing /api/* by service;
 //! - an internal frontend per service, for service-to-service calls;
-//! - per service, a backend with active checks on /health/ready every 500 ms,
-//!   2 failures to mark a server down, and retries with redispatch;
-//! - a TCP "writer" endpoint in front of the current database primary.
+//! - per service, a backend with active checks on /health/ready every 2 s
+//!   (every 500 ms once a server fails), 2 failures to mark a server down,
+//!   and retries with redispatch.
+//!
+//! The database is not behind it: the shop connects to the primary and
+//! follows a writer file on failover (see `database.rs`).
+//!
+//! Replicas fill server *slots* declared in the configuration
+//! (`server-template`), not servers added at run time: HAProxy 2.6 (Debian
+//! 12) never reuses an idle connection to a dynamically added server, so
+//! every request cost a new TCP connection to the replica (a connect, an
+//! accept and a close, on both sides). With slots, connections to a replica
+//! are kept and reused.
 
 use std::{
     collections::BTreeMap,
@@ -14,6 +24,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
+    sync::Arc,
     time::Duration,
 };
 
@@ -33,8 +44,6 @@ pub const ROUTES: [(&str, &str); 6] = [
     ("/api/shipping", "shipping"),
 ];
 
-pub const WRITER_BACKEND: &str = "mysql_writer";
-pub const WRITER_SERVER: &str = "primary";
 /// Active checks every 2 s (each one a readiness request that reaches the
 /// replica's dependencies); a connection error on real traffic switches to
 /// fast checks at once, so a dead replica is still out within about a
@@ -49,6 +58,12 @@ const CHECK: &str = "check inter 2s fastinter 500ms downinter 1s fall 2 rise 1 \
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 const _: () = assert!(crate::load::CLIENT_IDLE.as_millis() + 2000 <= KEEP_ALIVE.as_millis());
 
+/// Server slots per backend: the most replicas of one service that can be
+/// in rotation at once (autoscaling's `max`, plus replacements starting
+/// while the replicas they replace drain).
+pub const SLOTS: usize = 32;
+const SLOT: &str = "slot";
+
 pub fn backend(service: &str) -> String {
     format!("be_{service}")
 }
@@ -58,8 +73,6 @@ pub struct HaproxyConfig {
     pub public: SocketAddr,
     /// service -> internal frontend address
     pub internal: BTreeMap<String, SocketAddr>,
-    pub writer: SocketAddr,
-    pub primary: SocketAddr,
 }
 
 impl HaproxyConfig {
@@ -103,26 +116,23 @@ impl HaproxyConfig {
             let _ = writeln!(
                 c,
                 "backend {}\n    balance roundrobin\n    option http-buffer-request\n    retry-on conn-failure empty-response\n    \
-                 option httpchk GET /health/ready\n    http-check expect status 200\n",
+                 option httpchk GET /health/ready\n    http-check expect status 200\n    \
+                 server-template {SLOT} 1-{SLOTS} 127.0.0.1:9 disabled {CHECK}\n",
                 backend(service)
             );
         }
-        let _ = writeln!(
-            c,
-            "listen {WRITER_BACKEND}\n    mode tcp\n    bind {}\n    timeout client 1h\n    timeout server 1h\n    \
-             server {WRITER_SERVER} {} {CHECK}",
-            self.writer, self.primary
-        );
         c
     }
 }
 
 /// As many connections as the open-file limit allows (each proxied
-/// connection holds two descriptors), at most 40,000.
+/// connection holds two descriptors), at most 40,000, leaving room for the
+/// listeners and a health-check connection per server slot.
 fn max_connections() -> u64 {
     let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .unwrap_or((1024, 1024));
-    (soft.saturating_sub(200) / 2).clamp(256, 40_000)
+    let reserved = 200 + 8 * SLOTS as u64;
+    (soft.saturating_sub(reserved) / 2).clamp(256, 40_000)
 }
 
 /// Raises this process's open-file limit to its hard limit; children (the
@@ -140,6 +150,7 @@ pub fn raise_open_file_limit() {
 pub struct Haproxy {
     pub config: HaproxyConfig,
     process: Option<Supervised>,
+    api: RuntimeApi,
 }
 
 impl Haproxy {
@@ -173,8 +184,9 @@ impl Haproxy {
         cmd.arg("-db").arg("-f").arg(&file);
         let mut process = Supervised::spawn("haproxy", cmd, &config.dir.join("haproxy.log"))?;
         let api = RuntimeApi::new(config.socket());
+        let probe = api.clone();
         let up = wait_until(Duration::from_secs(10), || {
-            let api = api.clone();
+            let api = probe.clone();
             async move { api.command("show info").await.is_ok() }
         })
         .await;
@@ -189,11 +201,12 @@ impl Haproxy {
         Ok(Self {
             config,
             process: Some(process),
+            api,
         })
     }
 
     pub fn api(&self) -> RuntimeApi {
-        RuntimeApi::new(self.config.socket())
+        self.api.clone()
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -209,6 +222,57 @@ impl Haproxy {
 #[derive(Clone, Debug)]
 pub struct RuntimeApi {
     socket: PathBuf,
+    slots: Arc<std::sync::Mutex<Slots>>,
+}
+
+/// Which replica fills which slot of each backend. A freed slot goes to the
+/// back of the line, so a slot is reused as late as possible: connections
+/// HAProxy still holds to a replica that just left are long closed by then.
+#[derive(Debug, Default)]
+struct Slots {
+    /// backend -> replica name -> slot number
+    taken: BTreeMap<String, BTreeMap<String, usize>>,
+    /// backend -> free slot numbers, the longest free first
+    free: BTreeMap<String, std::collections::VecDeque<usize>>,
+}
+
+impl Slots {
+    fn take(&mut self, backend: &str, server: &str) -> Option<usize> {
+        if let Some(n) = self.taken.get(backend).and_then(|t| t.get(server)) {
+            return Some(*n);
+        }
+        let free = self
+            .free
+            .entry(backend.to_string())
+            .or_insert_with(|| (1..=SLOTS).collect());
+        let n = free.pop_front()?;
+        self.taken
+            .entry(backend.to_string())
+            .or_default()
+            .insert(server.to_string(), n);
+        Some(n)
+    }
+
+    fn slot_of(&self, backend: &str, server: &str) -> Option<usize> {
+        self.taken.get(backend)?.get(server).copied()
+    }
+
+    fn release(&mut self, backend: &str, server: &str) {
+        if let Some(n) = self.taken.get_mut(backend).and_then(|t| t.remove(server)) {
+            self.free
+                .entry(backend.to_string())
+                .or_default()
+                .push_back(n);
+        }
+    }
+
+    fn replica_in(&self, backend: &str, slot: usize) -> Option<&str> {
+        self.taken
+            .get(backend)?
+            .iter()
+            .find(|(_, n)| **n == slot)
+            .map(|(name, _)| name.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -230,6 +294,22 @@ impl RuntimeApi {
     pub fn new(socket: impl AsRef<Path>) -> Self {
         Self {
             socket: socket.as_ref().to_path_buf(),
+            slots: Default::default(),
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `backend/slotN` of a replica in rotation.
+    fn slot(&self, backend: &str, server: &str) -> Result<String> {
+        match self.slots().slot_of(backend, server) {
+            Some(n) => Ok(format!("{backend}/{SLOT}{n}")),
+            None => Err(Error::Command {
+                name: "haproxy runtime API".into(),
+                detail: format!("{server} is not in {backend}"),
+            }),
         }
     }
 
@@ -268,46 +348,55 @@ impl RuntimeApi {
         Ok(())
     }
 
-    /// Adds a server with active health checks and puts it in rotation (it
-    /// receives traffic once its first check passes).
+    /// Puts a replica in rotation in a free slot, with active health checks
+    /// (it receives traffic once its first check passes).
     pub async fn add_server(&self, backend: &str, server: &str, addr: SocketAddr) -> Result<()> {
-        self.expect_ok(&format!("add server {backend}/{server} {addr} {CHECK}"))
+        let Some(n) = self.slots().take(backend, server) else {
+            return Err(Error::Command {
+                name: "haproxy runtime API".into(),
+                detail: format!("{backend} has no free slot for {server} (it has {SLOTS})"),
+            });
+        };
+        let slot = format!("{backend}/{SLOT}{n}");
+        let added = async {
+            self.expect_ok(&format!(
+                "set server {slot} addr {} port {}",
+                addr.ip(),
+                addr.port()
+            ))
             .await?;
-        self.expect_ok(&format!("enable health {backend}/{server}"))
-            .await?;
-        self.expect_ok(&format!("enable server {backend}/{server}"))
-            .await
+            self.expect_ok(&format!("enable health {slot}")).await?;
+            self.expect_ok(&format!("set server {slot} state ready"))
+                .await
+        }
+        .await;
+        if added.is_err() {
+            let _ = self
+                .command(&format!("set server {slot} state maint"))
+                .await;
+            self.slots().release(backend, server);
+        }
+        added
     }
 
-    /// Takes a server out of rotation, closes its sessions and deletes it.
+    /// Takes a replica out of rotation, closes its sessions and frees its slot.
     pub async fn remove_server(&self, backend: &str, server: &str) -> Result<()> {
-        self.expect_ok(&format!("disable server {backend}/{server}"))
+        let slot = self.slot(backend, server)?;
+        self.expect_ok(&format!("set server {slot} state maint"))
             .await?;
         let _ = self
-            .command(&format!("shutdown sessions server {backend}/{server}"))
+            .command(&format!("shutdown sessions server {slot}"))
             .await;
-        self.expect_ok(&format!("del server {backend}/{server}"))
-            .await
-    }
-
-    /// New requests stop going to the server; existing ones finish.
-    pub async fn drain_server(&self, backend: &str, server: &str) -> Result<()> {
-        self.expect_ok(&format!("set server {backend}/{server} state drain"))
-            .await
-    }
-
-    /// Points a server at a new address and closes sessions to the old one.
-    pub async fn move_server(&self, backend: &str, server: &str, to: SocketAddr) -> Result<()> {
-        self.expect_ok(&format!(
-            "set server {backend}/{server} addr {} port {}",
-            to.ip(),
-            to.port()
-        ))
-        .await?;
-        let _ = self
-            .command(&format!("shutdown sessions server {backend}/{server}"))
-            .await;
+        self.expect_ok(&format!("disable health {slot}")).await?;
+        self.slots().release(backend, server);
         Ok(())
+    }
+
+    /// New requests stop going to the replica; existing ones finish.
+    pub async fn drain_server(&self, backend: &str, server: &str) -> Result<()> {
+        let slot = self.slot(backend, server)?;
+        self.expect_ok(&format!("set server {slot} state drain"))
+            .await
     }
 
     /// Every server's status, from `show stat` (CSV).
@@ -329,16 +418,71 @@ impl RuntimeApi {
                 detail: "unexpected header".into(),
             });
         };
+        let slots = self.slots();
         Ok(lines
             .filter(|l| !l.is_empty())
             .map(|l| l.split(',').collect::<Vec<_>>())
             .filter(|f| f.len() > st && f[sv] != "FRONTEND" && f[sv] != "BACKEND")
-            .map(|f| ServerStatus {
-                backend: f[px].to_string(),
-                server: f[sv].to_string(),
-                status: f[st].to_string(),
-                addr: f.get(addr).unwrap_or(&"").to_string(),
+            .filter_map(|f| {
+                // A slot shows as the replica that fills it; empty slots are left out.
+                let slot: usize = f[sv].strip_prefix(SLOT)?.parse().ok()?;
+                Some(ServerStatus {
+                    backend: f[px].to_string(),
+                    server: slots.replica_in(f[px], slot)?.to_string(),
+                    status: f[st].to_string(),
+                    addr: f.get(addr).unwrap_or(&"").to_string(),
+                })
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_freed_slot_is_reused_last_and_a_full_backend_refuses_a_replica() {
+        let mut slots = Slots::default();
+        assert_eq!(slots.take("be_cart", "cart-1"), Some(1));
+        assert_eq!(slots.take("be_cart", "cart-2"), Some(2));
+        assert_eq!(
+            slots.take("be_cart", "cart-1"),
+            Some(1),
+            "same replica, same slot"
+        );
+        assert_eq!(
+            slots.take("be_web", "web-1"),
+            Some(1),
+            "backends are separate"
+        );
+        assert_eq!(slots.replica_in("be_cart", 2), Some("cart-2"));
+        slots.release("be_cart", "cart-1");
+        assert_eq!(slots.replica_in("be_cart", 1), None);
+        assert_eq!(slots.slot_of("be_cart", "cart-1"), None);
+        // Slot 1 is free again, but every never-used slot comes first.
+        assert_eq!(slots.take("be_cart", "cart-3"), Some(3));
+        for i in 4..=SLOTS {
+            assert_eq!(slots.take("be_cart", &format!("x-{i}")), Some(i));
+        }
+        assert_eq!(slots.take("be_cart", "cart-4"), Some(1));
+        assert_eq!(slots.take("be_cart", "cart-5"), None, "all {SLOTS} taken");
+    }
+
+    #[test]
+    fn every_backend_declares_its_slots_and_no_database_endpoint() {
+        let config = HaproxyConfig {
+            dir: PathBuf::from("/tmp/x"),
+            public: "127.0.0.1:8000".parse().unwrap(),
+            internal: [("cart".to_string(), "127.0.0.1:8001".parse().unwrap())].into(),
+        };
+        let text = config.render();
+        assert!(
+            text.contains(&format!(
+                "server-template slot 1-{SLOTS} 127.0.0.1:9 disabled check"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("mode tcp"), "{text}");
     }
 }

@@ -117,13 +117,12 @@ impl LocalPlatform {
             })
             .collect::<Result<_>>()?;
         let entry = SocketAddr::new(INFRA_IP, free_port(INFRA_IP)?);
-        let writer = SocketAddr::new(INFRA_IP, free_port(INFRA_IP)?);
+        let writer_file = infra_dir.join("mariadb").join("writer");
+        database::point_writer(&writer_file, db.primary.addr)?;
         let haproxy = Haproxy::start(HaproxyConfig {
             dir: infra_dir.join("haproxy"),
             public: entry,
             internal: internal.clone(),
-            writer,
-            primary: db.primary.addr,
         })
         .await?;
         events.emit(EventKind::ComponentReady {
@@ -133,10 +132,17 @@ impl LocalPlatform {
 
         let admin_token = uuid::Uuid::new_v4().simple().to_string();
         let mut env = ShopEnv::default();
+        // The shop connects straight to the primary and follows the writer
+        // file on failover, as clients follow RDS's DNS name: no proxy in
+        // the path of every query.
         env.set(
             "mysql_url",
-            format!("mysql://shop:shop@{writer}/shop?ssl-mode=disabled"),
+            format!(
+                "mysql://shop:shop@{}/shop?ssl-mode=disabled",
+                db.primary.addr
+            ),
         )
+        .set("mysql_writer_file", writer_file.display())
         .set("redis_url", redis.url())
         .set("amqp_url", rabbit.url())
         .set("admin_token", &admin_token)
@@ -167,7 +173,7 @@ impl LocalPlatform {
             events: events.clone(),
             lb,
             entry,
-            writer,
+            writer_file,
             admin_token,
             env,
             http: reqwest::Client::builder()
@@ -216,8 +222,14 @@ impl LocalPlatform {
         self.shared.entry_url.clone()
     }
 
-    pub fn writer_addr(&self) -> SocketAddr {
-        self.shared.writer
+    /// Where the database writer is now (the writer file's address).
+    pub fn writer_addr(&self) -> Result<SocketAddr> {
+        database::read_writer(&self.shared.writer_file)
+    }
+
+    /// The file naming the database writer, which the shop follows.
+    pub fn writer_file(&self) -> &Path {
+        &self.shared.writer_file
     }
 
     pub fn run_dir(&self) -> &Path {

@@ -98,7 +98,8 @@ pub(super) struct Shared {
     pub events: Arc<EventLog>,
     pub lb: RuntimeApi,
     pub entry: SocketAddr,
-    pub writer: SocketAddr,
+    /// Names the database writer (`host:port`); the shop re-reads it.
+    pub writer_file: PathBuf,
     pub admin_token: String,
     pub entry_url: String,
     pub env: ShopEnv,
@@ -143,11 +144,16 @@ pub(super) fn inventory(shared: &Shared, st: &State) -> Inventory {
     let db = &st.infra.db;
     let mut infra = vec![
         component("haproxy", st.infra.haproxy.pid(), shared.entry.to_string()),
-        component(
-            "mariadb-writer",
-            st.infra.haproxy.pid(),
-            shared.writer.to_string(),
-        ),
+        ComponentInfo {
+            name: "mariadb-writer".into(),
+            address: Some(db.primary.addr.to_string()),
+            usage: None,
+            details: [(
+                "file".to_string(),
+                json!(shared.writer_file.display().to_string()),
+            )]
+            .into(),
+        },
         component(
             "mariadb-primary",
             db.primary.pid(),

@@ -366,7 +366,7 @@ pub fn status() -> Result<Option<(Inventory, bool)>> {
     for r in &mut inventory.replicas {
         r.usage = usage(pid_of(&r.details));
     }
-    // The writer endpoint is HAProxy too: count its memory once.
+    // A process listed twice is counted once.
     let mut counted = std::collections::BTreeSet::new();
     for i in &mut inventory.infra {
         i.usage = pid_of(&i.details)
