@@ -547,20 +547,12 @@ async fn the_balancer_reuses_its_connections_to_the_replicas() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
     }
-    let stat = platform.lb().command("show stat").await.unwrap();
-    let mut lines = stat.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let row: Vec<&str> = lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .find(|f| f[col("pxname")] == "be_catalogue" && f[col("svname")] == "BACKEND")
+    let stats = platform.lb().stats().await.unwrap();
+    let row = stats
+        .iter()
+        .find(|r| r["pxname"] == "be_catalogue" && r["svname"] == "BACKEND")
         .expect("a be_catalogue backend");
-    let number = |name: &str| row[col(name)].parse::<u64>().unwrap_or(0);
+    let number = |name: &str| row[name].parse::<u64>().unwrap_or(0);
     let (connects, reuses) = (number("connect"), number("reuse"));
     assert!(
         reuses >= 40,

@@ -399,8 +399,8 @@ impl RuntimeApi {
             .await
     }
 
-    /// Every server's status, from `show stat` (CSV).
-    pub async fn servers(&self) -> Result<Vec<ServerStatus>> {
+    /// `show stat`: a row per frontend, backend and server, by column name.
+    pub async fn stats(&self) -> Result<Vec<BTreeMap<String, String>>> {
         let csv = self.command("show stat").await?;
         let mut lines = csv.lines();
         let header: Vec<&str> = lines
@@ -409,28 +409,44 @@ impl RuntimeApi {
             .trim_start_matches("# ")
             .split(',')
             .collect();
-        let col = |name: &str| header.iter().position(|h| *h == name);
-        let (Some(px), Some(sv), Some(st), Some(addr)) =
-            (col("pxname"), col("svname"), col("status"), col("addr"))
-        else {
+        if !["pxname", "svname", "status"]
+            .iter()
+            .all(|c| header.contains(c))
+        {
             return Err(Error::Command {
                 name: "haproxy show stat".into(),
                 detail: "unexpected header".into(),
             });
-        };
-        let slots = self.slots();
+        }
         Ok(lines
             .filter(|l| !l.is_empty())
-            .map(|l| l.split(',').collect::<Vec<_>>())
-            .filter(|f| f.len() > st && f[sv] != "FRONTEND" && f[sv] != "BACKEND")
-            .filter_map(|f| {
-                // A slot shows as the replica that fills it; empty slots are left out.
-                let slot: usize = f[sv].strip_prefix(SLOT)?.parse().ok()?;
+            .map(|l| {
+                header
+                    .iter()
+                    .zip(l.split(','))
+                    .map(|(h, v)| (h.to_string(), v.to_string()))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Every replica's server status; empty slots are left out.
+    pub async fn servers(&self) -> Result<Vec<ServerStatus>> {
+        let rows = self.stats().await?;
+        let slots = self.slots();
+        let field =
+            |row: &BTreeMap<String, String>, name: &str| row.get(name).cloned().unwrap_or_default();
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let backend = field(row, "pxname");
+                // A slot shows as the replica that fills it.
+                let slot: usize = field(row, "svname").strip_prefix(SLOT)?.parse().ok()?;
                 Some(ServerStatus {
-                    backend: f[px].to_string(),
-                    server: slots.replica_in(f[px], slot)?.to_string(),
-                    status: f[st].to_string(),
-                    addr: f.get(addr).unwrap_or(&"").to_string(),
+                    server: slots.replica_in(&backend, slot)?.to_string(),
+                    backend,
+                    status: field(row, "status"),
+                    addr: field(row, "addr"),
                 })
             })
             .collect())
