@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Installs the real servers gameday runs the shop on (Debian/Ubuntu packages):
-# redis-server, rabbitmq-server, mariadb-server and haproxy. Idempotent: does
-# nothing when they are all there. The packages try to start system services;
-# that may fail harmlessly - gameday starts its own private servers.
+# Installs what gameday and its tests need on this machine: the real servers
+# it runs the shop on (Debian/Ubuntu packages: redis-server, rabbitmq-server,
+# mariadb-server, haproxy) and cargo-nextest (the test runner, from
+# crates.io). Idempotent: does nothing when they are all there. The packages
+# try to start system services; that may fail harmlessly - gameday starts its
+# own private servers.
 set -euo pipefail
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest (cargo install cargo-nextest --locked; a few minutes, once)"
+  cargo install cargo-nextest --locked
+fi
 
 missing=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "$2" ]; }

@@ -91,7 +91,19 @@ pub async fn run(cli: Cli) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("gameday: {e:#}");
-            exit_codes::ERROR
+            exit_code(&e)
         }
     }
+}
+
+/// The exit code an error ends a command with: gameday's own errors say
+/// theirs ([`crate::Error::exit_code`]); anything else is an error.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    if let Some(e) = e.downcast_ref::<crate::Error>() {
+        return e.exit_code();
+    }
+    if let Some(e) = e.downcast_ref::<crate::platform::Error>() {
+        return crate::Error::exit_code_of_platform(e);
+    }
+    exit_codes::ERROR
 }

@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::errors::{Error, Result};
+use crate::file_error::FileError;
+
+type Result<T, E = FileError> = std::result::Result<T, E>;
 
 /// Something that happened, at `t_ms` milliseconds on the run's clock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +85,10 @@ pub enum EventKind {
     PlatformReady { entry_url: String },
     #[serde(rename = "platform.stopped")]
     PlatformStopped {},
+    /// A line for a person watching a long step of the platform (a stack
+    /// being created, a rollout, a namespace being deleted).
+    #[serde(rename = "platform.progress")]
+    PlatformProgress { detail: String },
 
     // Replicas of the shop's services (processes, pods).
     #[serde(rename = "replica.started")]
@@ -402,7 +408,7 @@ impl EventLog {
                     .create(true)
                     .append(true)
                     .open(p)
-                    .map_err(|e| Error::io(p, e))?,
+                    .map_err(FileError::at(p))?,
             )),
             None => None,
         };
@@ -448,7 +454,7 @@ impl EventLog {
 
 /// Reads an `events.jsonl` file back; a torn last line (a crash) is skipped.
 pub fn read_events(path: &Path) -> Result<Vec<Event>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(FileError::at(path))?;
     Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

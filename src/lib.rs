@@ -5,6 +5,7 @@ pub mod commands;
 pub mod errors;
 pub mod events;
 pub mod exit_codes;
+pub mod file_error;
 pub mod load;
 pub mod observe;
 pub mod plan;

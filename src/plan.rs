@@ -186,7 +186,23 @@ fn render_with(
             .unwrap_or_default()
     );
     target_section(&mut o, s, platform, inventory);
+    load_section(&mut o, s);
+    faults_section(&mut o, s, platform, hits);
+    stop_section(&mut o, s);
+    slo_section(&mut o, s);
+    let reports = match run_dir {
+        Some(dir) => format!("{}/", dir.display()),
+        None => format!("{}/{}-<timestamp>/", s.report_dir.display(), s.name),
+    };
+    let _ = writeln!(
+        o,
+        "\nReports: {reports} (report.html, summary.json, junit.xml)"
+    );
+    o
+}
 
+/// Stages with shoppers over time, journeys and weights, think time.
+fn load_section(o: &mut String, s: &Scenario) {
     let load = &s.load;
     let _ = writeln!(
         o,
@@ -225,7 +241,10 @@ fn render_with(
         d(load.think_time.0),
         d(load.think_time.1)
     );
+}
 
+/// Each fault: when, its kind as written, what it does here, what it hits.
+fn faults_section(o: &mut String, s: &Scenario, platform: &dyn Platform, hits: Vec<String>) {
     let _ = writeln!(o, "\nFaults ({}):", s.faults.len());
     if s.faults.is_empty() {
         let _ = writeln!(o, "  none");
@@ -240,7 +259,7 @@ fn render_with(
                 until
                     .map(|u| format!(" until {}", d(u)))
                     .unwrap_or_default(),
-                f.schedule.times(load.length()).len()
+                f.schedule.times(s.load.length()).len()
             ),
         };
         let lasts = f
@@ -251,7 +270,9 @@ fn render_with(
         let _ = writeln!(o, "             {}{lasts}", platform.describe(f));
         let _ = writeln!(o, "             {hits}");
     }
+}
 
+fn stop_section(o: &mut String, s: &Scenario) {
     let _ = writeln!(o, "\nStop when:");
     if s.stop_when.is_empty() {
         let _ = writeln!(o, "  never (the run ends with its last stage)");
@@ -278,57 +299,52 @@ fn render_with(
             r.text
         );
     }
+}
 
+/// The SLOs the scenario sets, one row each.
+fn slo_section(o: &mut String, s: &Scenario) {
     let slo = &s.slo;
-    let _ = writeln!(o, "\nSLOs:");
-    let mut any = false;
-    let mut line = |text: String| {
-        any = true;
-        let _ = writeln!(o, "  {text}");
-    };
-    if let Some(a) = slo.availability {
-        line(format!("availability at least {}%", a * 100.0));
-    }
-    if let Some(u) = slo.uptime {
-        line(format!("uptime (prober) at least {}%", u * 100.0));
-    }
-    if let Some(e) = slo.error_rate {
-        line(format!("error rate at most {}%", e * 100.0));
-    }
-    for (p, v) in &slo.latency {
-        line(format!("{} latency at most {}", p.key(), d(*v)));
-    }
+    let pct = |v: f64| format!("{}%", v * 100.0);
+    let mut rows: Vec<String> = [
+        slo.availability
+            .map(|a| format!("availability at least {}", pct(a))),
+        slo.uptime
+            .map(|u| format!("uptime (prober) at least {}", pct(u))),
+        slo.error_rate
+            .map(|e| format!("error rate at most {}", pct(e))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    rows.extend(
+        slo.latency
+            .iter()
+            .map(|(p, v)| format!("{} latency at most {}", p.key(), d(*v))),
+    );
     for (step, targets) in &slo.step_latency {
-        for (p, v) in targets {
-            line(format!(
-                "step `{step}` {} latency at most {}",
-                p.key(),
-                d(*v)
-            ));
-        }
+        rows.extend(
+            targets
+                .iter()
+                .map(|(p, v)| format!("step `{step}` {} latency at most {}", p.key(), d(*v))),
+        );
     }
-    if let Some(r) = slo.recovery {
-        line(format!("recovery within {} of each fault", d(r)));
-    }
-    if let Some(r) = slo.scale_out {
-        line(format!("scale-out within {}", d(r)));
-    }
-    if let Some(r) = slo.failover_downtime {
-        line(format!("database failover downtime under {}", d(r)));
-    }
-    if let Some(n) = slo.lost_orders {
-        line(format!("at most {n} lost orders"));
-    }
-    if !any {
+    rows.extend(
+        [
+            slo.recovery
+                .map(|r| format!("recovery within {} of each fault", d(r))),
+            slo.scale_out.map(|r| format!("scale-out within {}", d(r))),
+            slo.failover_downtime
+                .map(|r| format!("database failover downtime under {}", d(r))),
+            slo.lost_orders.map(|n| format!("at most {n} lost orders")),
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    let _ = writeln!(o, "\nSLOs:");
+    if rows.is_empty() {
         let _ = writeln!(o, "  none");
     }
-    let reports = match run_dir {
-        Some(dir) => format!("{}/", dir.display()),
-        None => format!("{}/{}-<timestamp>/", s.report_dir.display(), s.name),
-    };
-    let _ = writeln!(
-        o,
-        "\nReports: {reports} (report.html, summary.json, junit.xml)"
-    );
-    o
+    for row in rows {
+        let _ = writeln!(o, "  {row}");
+    }
 }

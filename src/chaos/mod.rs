@@ -30,7 +30,7 @@ pub use schedule::{Planned, run_schedule, schedule};
 use crate::{
     errors::{Error, Result},
     events::{EventKind, EventLog},
-    platform::{FaultRequest, Injected, Platform, Support, Target, Undo},
+    platform::{self, FaultRequest, Injected, Platform, Support, Target, Undo},
     scenario::{BlastRadius, Fault},
 };
 
@@ -151,16 +151,13 @@ pub async fn apply(
         });
         Err(e)
     };
-    let refuse = |detail: String| Error::Command {
-        name: fault.kind.key().into(),
-        detail,
-    };
+    let refuse = |why: String| Error::from(platform::Error::refused(fault.kind.key(), why));
     if let Support::No { why } = platform.supports(fault) {
         return refused(refuse(why));
     }
     let candidates = match platform.candidates(&fault.kind).await {
         Ok(c) => c,
-        Err(e) => return refused(e),
+        Err(e) => return refused(e.into()),
     };
     let targets = pick(candidates, fault.kind.radius());
     if targets.is_empty() {
@@ -189,7 +186,7 @@ pub async fn apply(
             error: e.to_string(),
         });
         rollback.undo(platform, events, &id).await;
-        return Err(e);
+        return Err(e.into());
     }
     let lasting = fault.duration.filter(|_| rollback.is_pending(&id));
     if lasting.is_none() {

@@ -14,7 +14,7 @@ use crate::{
     chaos,
     events::EventLog,
     exit_codes,
-    platform::{self, Attached, Injected, Support},
+    platform::{self, Injected, Injector, Support},
     scenario::Fault,
 };
 
@@ -135,7 +135,7 @@ pub async fn run(args: InjectArgs) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     if let Some(spec) = &spec {
-        if let Support::No { why } = platform::supports(spec, &fault) {
+        if let Support::No { why } = platform::backend(spec).supports(&fault) {
             eprintln!(
                 "gameday: the {} platform cannot {}: {why}",
                 spec.name(),
@@ -143,13 +143,14 @@ pub async fn run(args: InjectArgs) -> anyhow::Result<i32> {
             );
             return Ok(exit_codes::USAGE);
         }
-        if !super::confirm(spec, args.yes) {
+        if !super::confirm(spec, args.yes).await? {
             return Ok(exit_codes::ERROR);
         }
     }
-    match platform::open(spec.as_ref()).await? {
-        Attached::Supervisor => {
-            let injected = match Attached::send_to_supervisor(&fault).await {
+    let backend = platform::backend(&spec.unwrap_or_default());
+    match backend.injector().await? {
+        Injector::Remote(remote) => {
+            let injected = match remote.inject(&fault).await {
                 Ok(i) => i,
                 Err(e) => {
                     eprintln!("gameday: {e}");
@@ -163,7 +164,7 @@ pub async fn run(args: InjectArgs) -> anyhow::Result<i32> {
             println!("Watch: gameday status; events in the stack's events.jsonl");
             Ok(exit_codes::OK)
         }
-        Attached::Direct(platform) => {
+        Injector::Here(platform) => {
             let events = EventLog::new(None)?;
             let rollback = chaos::Rollback::default();
             let applied = chaos::apply(&*platform, &events, &rollback, &fault).await;

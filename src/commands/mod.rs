@@ -8,9 +8,10 @@ pub mod status;
 pub mod up;
 pub mod validate;
 
-use std::{io::IsTerminal, path::Path};
+use std::{io::IsTerminal, path::Path, sync::Arc};
 
 use crate::{
+    events::{EventKind, EventLog},
     exit_codes, platform,
     scenario::{PlatformSpec, Scenario},
 };
@@ -38,20 +39,51 @@ pub fn load_target(path: Option<&Path>) -> Result<Option<PlatformSpec>, i32> {
 
 /// Asks a person to confirm acting on a real cloud or cluster, unless `yes`
 /// or nothing needs confirming; false when not confirmed.
-pub fn confirm(spec: &PlatformSpec, yes: bool) -> bool {
-    let Some(what) = platform::confirmation(spec) else {
-        return true;
+pub async fn confirm(spec: &PlatformSpec, yes: bool) -> Result<bool, crate::Error> {
+    let Some(what) = platform::backend(spec).confirmation().await? else {
+        return Ok(true);
     };
     if yes {
-        return true;
+        return Ok(true);
     }
     eprintln!("{what}");
     if !std::io::stdin().is_terminal() {
         eprintln!("gameday: not confirmed: pass --yes to act without a question");
-        return false;
+        return Ok(false);
     }
     eprint!("Go ahead? [y/N] ");
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
-    matches!(answer.trim(), "y" | "Y" | "yes")
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// Prints the platform's progress from `events` on stderr as it comes,
+/// until the returned task is aborted (or the log is dropped).
+pub fn show_progress(events: &Arc<EventLog>) -> tokio::task::JoinHandle<()> {
+    let mut rx = events.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    if let Some(line) = progress_line(&event.kind) {
+                        eprintln!("gameday: {line}");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+/// What a person watching sees of an event (the platform's long steps).
+fn progress_line(kind: &EventKind) -> Option<String> {
+    match kind {
+        EventKind::PlatformStarting { detail: Some(d) } => Some(d.clone()),
+        EventKind::PlatformProgress { detail } => Some(detail.clone()),
+        EventKind::PlatformReady { entry_url } => {
+            Some(format!("the shop is ready; shoppers enter at {entry_url}"))
+        }
+        _ => None,
+    }
 }

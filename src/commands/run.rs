@@ -19,31 +19,30 @@ pub async fn run(file: &Path, output: Option<PathBuf>, yes: bool) -> anyhow::Res
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    if let Err(e) = platform::preflight(&scenario.target) {
-        eprintln!("gameday: {e}");
-        return Ok(exit_codes::USAGE);
-    }
-    if !super::confirm(&scenario.target, yes) {
+    platform::backend(&scenario.target)
+        .preflight()
+        .map_err(Error::from)?;
+    if !super::confirm(&scenario.target, yes).await? {
         return Ok(exit_codes::ERROR);
     }
     let stop = CancellationToken::new();
     let interrupted = watch_signals(stop.clone());
+    eprintln!(
+        "gameday: starting the shop on the {} platform",
+        scenario.target.name()
+    );
     let runner = Runner::new(scenario, file, output)?;
-    match runner.run(stop, interrupted).await {
-        Ok(outcome) => {
-            print_outcome(&outcome.summary, &outcome.run_dir);
-            Ok(if outcome.interrupted {
-                exit_codes::INTERRUPTED
-            } else {
-                outcome.summary.exit_code
-            })
-        }
-        Err(Error::Interrupted(why)) => {
-            eprintln!("gameday: interrupted {why}");
-            Ok(exit_codes::INTERRUPTED)
-        }
-        Err(e) => Err(e.into()),
-    }
+    eprintln!("gameday: files in {}", runner.run_dir().display());
+    let progress = super::show_progress(runner.events());
+    let outcome = runner.run(stop, interrupted).await;
+    progress.abort();
+    let outcome = outcome?;
+    print_outcome(&outcome.summary, &outcome.run_dir);
+    Ok(if outcome.interrupted {
+        exit_codes::INTERRUPTED
+    } else {
+        outcome.summary.exit_code
+    })
 }
 
 /// Cancels `stop` on Ctrl-C or SIGTERM; the returned token says it happened.

@@ -26,10 +26,10 @@ fn details(d: &std::collections::BTreeMap<String, serde_json::Value>) -> String 
 
 pub async fn run(json: bool, scenario: Option<&Path>) -> anyhow::Result<i32> {
     let spec = match super::load_target(scenario) {
-        Ok(s) => s,
+        Ok(s) => s.unwrap_or_default(),
         Err(code) => return Ok(code),
     };
-    let Some(report) = platform::status(spec.as_ref()).await? else {
+    let Some(report) = platform::backend(&spec).status().await? else {
         if json {
             println!("null");
         } else {

@@ -3,11 +3,13 @@
 //! or `gameday down` (with --detach, a supervisor process keeps it), and
 //! `gameday inject` faults are applied and undone by the chaos engine here.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use crate::{
-    chaos, exit_codes,
-    platform::{self, Up, UpOptions},
+    chaos,
+    events::EventLog,
+    exit_codes,
+    platform::{self, Kept, StopCause, Up, UpOptions, UpReport},
 };
 
 #[derive(Debug, clap::Args)]
@@ -32,7 +34,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         Ok(s) => s.unwrap_or_default(),
         Err(code) => return Ok(code),
     };
-    if let Err(e) = platform::preflight(&spec) {
+    let backend = platform::backend(&spec);
+    if let Err(e) = backend.preflight() {
         eprintln!("gameday: {e}");
         return Ok(exit_codes::USAGE);
     }
@@ -42,30 +45,63 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         run_dir: args.run_dir.clone(),
         supervise: args.supervise,
     };
-    let up = match platform::up(&spec, options).await {
-        Ok(up) => up,
+    let events = Arc::new(EventLog::new(None)?);
+    let progress = super::show_progress(&events);
+    let up = backend.up(events.clone(), options).await;
+    drop(events);
+    let _ = progress.await;
+    match up {
         Err(e) => {
             eprintln!("gameday: {e}");
-            return Ok(exit_codes::ERROR);
+            Ok(exit_codes::ERROR)
         }
-    };
-    match up {
-        Up::Done(code) => Ok(code),
-        Up::Supervising(mut stack) => {
-            let rollback = chaos::Rollback::default();
-            if let Some(requests) = stack.take_requests() {
-                chaos::serve(
-                    stack.platform(),
-                    stack.events(),
-                    &rollback,
-                    requests,
-                    stack.stopping(),
-                )
-                .await;
-            }
-            // What `inject` left active is undone before the stack stops.
-            rollback.run_all(stack.platform(), stack.events()).await;
-            Ok(stack.finish().await)
+        Ok(Up::Report(report)) => {
+            print_report(&report);
+            Ok(exit_codes::OK)
+        }
+        Ok(Up::Kept(kept)) => Ok(keep(kept).await),
+    }
+}
+
+fn print_report(r: &UpReport) {
+    if r.created {
+        println!("Up: {}.", r.place);
+    } else {
+        println!("Up: {} (it was there already).", r.place);
+    }
+    println!("Storefront: {}", r.entry_url);
+    for note in &r.notes {
+        println!("  {note}");
+    }
+    println!("{}.", r.remove_with);
+}
+
+/// Keeps the shop in this process: serves `gameday inject` until the
+/// stack must stop, undoes what is still active, stops the stack.
+async fn keep(mut kept: Box<dyn Kept>) -> i32 {
+    print_report(&kept.report());
+    let rollback = chaos::Rollback::default();
+    if let Some(requests) = kept.take_requests() {
+        chaos::serve(
+            kept.platform(),
+            kept.events(),
+            &rollback,
+            requests,
+            kept.stopping(),
+        )
+        .await;
+    }
+    // What `inject` left active is undone before the stack stops.
+    rollback.run_all(kept.platform(), kept.events()).await;
+    eprintln!("gameday: stopping the shop");
+    let cause = kept.finish().await;
+    eprintln!("gameday: stopped");
+    match cause {
+        StopCause::Interrupted => exit_codes::INTERRUPTED,
+        StopCause::Terminated => exit_codes::OK,
+        StopCause::Failed => {
+            eprintln!("gameday: the stack's control socket failed");
+            exit_codes::ERROR
         }
     }
 }

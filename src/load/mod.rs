@@ -160,10 +160,7 @@ pub fn users_at(load: &Load, t: f64) -> u32 {
     0
 }
 
-/// Shoppers drop a keep-alive connection idle this long, before the load
-/// balancer would close it under them (the local platform's HAProxy asserts
-/// its keep-alive leaves a 2 s margin over this).
-pub const CLIENT_IDLE: Duration = Duration::from_secs(7);
+pub use crate::shop::CLIENT_IDLE;
 
 /// The HTTP client all shoppers share: one connection pool, so a request
 /// reuses a warm keep-alive connection through the shoppers' think time

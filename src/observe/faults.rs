@@ -56,31 +56,17 @@ impl Latencies {
     }
 }
 
-/// One summary per injected fault, in injection order.
-pub fn faults(
-    events: &[Event],
-    seconds: &[SecondRow],
-    histograms: Option<&BTreeMap<u64, Histogram<u64>>>,
-    rule: RecoveryRule,
-) -> Vec<FaultSummary> {
-    let by_t: BTreeMap<u64, &SecondRow> = seconds.iter().map(|r| (r.t, r)).collect();
-    let last_t = seconds.last().map_or(0, |r| r.t);
-    let latencies = Latencies::new(histograms, &rule);
-    let ok = |t: u64| {
-        by_t.get(&t).is_none_or(|r| {
-            r.requests() == 0
-                || (r.requests() - r.failed()) as f64 / r.requests() as f64 >= rule.threshold
-        })
-    };
-    let good = |t: u64| ok(t) && !latencies.slow(t, &rule);
-    let ended: BTreeMap<&str, u64> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::FaultEnded { id, .. } => Some((id.as_str(), e.t_ms)),
-            _ => None,
-        })
-        .collect();
-    let injected: Vec<(u64, &str, &str, &str, &[String])> = events
+/// A fault as the run injected it.
+struct Injection<'a> {
+    t_ms: u64,
+    id: &'a str,
+    name: &'a str,
+    kind: &'a str,
+    targets: &'a [String],
+}
+
+fn injections(events: &[Event]) -> Vec<Injection<'_>> {
+    events
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::FaultInjected {
@@ -89,102 +75,178 @@ pub fn faults(
                 kind,
                 targets,
                 ..
-            } => Some((
-                e.t_ms,
-                id.as_str(),
-                name.as_str(),
-                kind.as_str(),
-                targets.as_slice(),
-            )),
+            } => Some(Injection {
+                t_ms: e.t_ms,
+                id,
+                name,
+                kind,
+                targets,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The run's seconds as the recovery rule judges them.
+struct Judged<'a> {
+    by_t: BTreeMap<u64, &'a SecondRow>,
+    last_t: u64,
+    latencies: Latencies,
+    rule: RecoveryRule,
+}
+
+impl Judged<'_> {
+    /// The success ratio is at or above the threshold (a second without
+    /// requests is not held against anyone).
+    fn ok(&self, t: u64) -> bool {
+        self.by_t.get(&t).is_none_or(|r| {
+            r.requests() == 0
+                || (r.requests() - r.failed()) as f64 / r.requests() as f64 >= self.rule.threshold
+        })
+    }
+
+    /// Ok, and the latency within target.
+    fn good(&self, t: u64) -> bool {
+        self.ok(t) && !self.latencies.slow(t, &self.rule)
+    }
+
+    fn failed(&self, seconds: std::ops::Range<u64>) -> u64 {
+        seconds
+            .filter_map(|t| self.by_t.get(&t))
+            .map(|r| r.failed())
+            .sum()
+    }
+}
+
+/// One summary per injected fault, in injection order.
+pub fn faults(
+    events: &[Event],
+    seconds: &[SecondRow],
+    histograms: Option<&BTreeMap<u64, Histogram<u64>>>,
+    rule: RecoveryRule,
+) -> Vec<FaultSummary> {
+    let judged = Judged {
+        by_t: seconds.iter().map(|r| (r.t, r)).collect(),
+        last_t: seconds.last().map_or(0, |r| r.t),
+        latencies: Latencies::new(histograms, &rule),
+        rule,
+    };
+    let ended: BTreeMap<&str, u64> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::FaultEnded { id, .. } => Some((id.as_str(), e.t_ms)),
             _ => None,
         })
         .collect();
+    let injected = injections(events);
     let capacity = capacity::changes(events);
     injected
         .iter()
         .enumerate()
-        .map(|(i, &(t_ms, id, name, kind, targets))| {
-            let at = secs(t_ms);
-            // Seconds are whole: the injection's own second counts.
-            let start = t_ms / 1000;
-            let end_ms = ended.get(id).copied();
-            let action_end_ms = end_ms.unwrap_or(t_ms);
-            let next_ms = injected.get(i + 1).map(|n| n.0);
-            // The last second this fault owns.
-            let limit = next_ms
-                .map_or(u64::MAX, |t| (t / 1000).saturating_sub(1).max(start))
-                .min(start + rule.horizon_s)
-                .min(last_t);
-            let first_bad = (start..=limit).find(|t| !good(*t));
-            let first_error = (start..=limit).find(|t| !ok(*t));
-            let recovered = match first_bad {
-                None => None,
-                Some(bad) => (bad + 1..=last_t)
-                    .filter(|s| s * 1000 >= action_end_ms)
-                    // Good for the settle window, or until the run ended.
-                    .find(|s| (*s..*s + rule.settle_s).all(|t| t > last_t || good(t))),
-            };
-            let recovered_at_s = match first_bad {
-                None => Some(at.max(secs(action_end_ms))),
-                Some(_) => recovered.map(|s| s as f64),
-            };
-            // The seconds the fault is judged over: until it recovered, or
-            // as far as it owns.
-            let until = recovered.unwrap_or(limit + 1).max(start + 1);
-            let errors = match first_bad {
-                None => 0,
-                Some(_) => (start..until)
-                    .filter_map(|t| by_t.get(&t))
-                    .map(|r| r.failed())
-                    .sum(),
-            };
-            let slow_seconds = rule
-                .latency
-                .map(|_| (start..until).filter(|t| latencies.slow(*t, &rule)).count() as u64);
-            let worst_p99_ms = latencies
-                .p99
-                .range(start..until)
-                .map(|(_, v)| *v)
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-            let loss = capacity::loss(&capacity, t_ms, next_ms.unwrap_or(u64::MAX));
-            let alarm_after_s = events
-                .iter()
-                .filter(|e| e.t_ms >= t_ms && next_ms.is_none_or(|n| e.t_ms < n))
-                .find(
-                    |e| matches!(&e.kind, EventKind::AlarmState { state, .. } if state == "ALARM"),
-                )
-                .map(|e| secs(e.t_ms - t_ms));
-            let replacements = events
-                .iter()
-                .filter(|e| e.t_ms >= t_ms)
-                .filter_map(|e| match &e.kind {
-                    EventKind::InstanceLaunching {
-                        instance,
-                        replaces: Some(old),
-                        ..
-                    } if targets.contains(old) => Some(instance.clone()),
-                    _ => None,
-                })
-                .collect();
-            FaultSummary {
-                id: id.to_string(),
-                name: name.to_string(),
-                kind: kind.to_string(),
-                targets: targets.to_vec(),
-                injected_at_s: Some(at),
-                ended_at_s: end_ms.map(secs),
-                first_error_at_s: first_error.map(|bad| (bad as f64).max(at)),
-                recovered_at_s,
-                recovery_s: recovered_at_s.map(|r| (r - at).max(0.0)),
-                errors: Some(errors),
-                slow_seconds,
-                worst_p99_ms,
-                replicas_lost: Some(loss.replicas),
-                instances_lost: Some(loss.instances),
-                capacity_back_at_s: loss.back_at_ms.map(secs),
-                alarm_after_s,
-                replacements,
-            }
+        .map(|(i, f)| {
+            let next_ms = injected.get(i + 1).map(|n| n.t_ms);
+            let end_ms = ended.get(f.id).copied();
+            let mut summary = judge(&judged, f, end_ms, next_ms);
+            let loss = capacity::loss(&capacity, f.t_ms, next_ms.unwrap_or(u64::MAX));
+            summary.replicas_lost = Some(loss.replicas);
+            summary.instances_lost = Some(loss.instances);
+            summary.capacity_back_at_s = loss.back_at_ms.map(secs);
+            summary.alarm_after_s = alarm_after(events, f.t_ms, next_ms);
+            summary.replacements = replacements(events, f.t_ms, f.targets);
+            summary
+        })
+        .collect()
+}
+
+/// What the shoppers saw of one fault: first error, recovery, errors and
+/// slow seconds until it recovered (or as far as it owns).
+fn judge(
+    judged: &Judged<'_>,
+    f: &Injection<'_>,
+    end_ms: Option<u64>,
+    next_ms: Option<u64>,
+) -> FaultSummary {
+    let rule = &judged.rule;
+    let at = secs(f.t_ms);
+    // Seconds are whole: the injection's own second counts.
+    let start = f.t_ms / 1000;
+    let action_end_ms = end_ms.unwrap_or(f.t_ms);
+    // The last second this fault owns.
+    let limit = next_ms
+        .map_or(u64::MAX, |t| (t / 1000).saturating_sub(1).max(start))
+        .min(start + rule.horizon_s)
+        .min(judged.last_t);
+    let first_bad = (start..=limit).find(|t| !judged.good(*t));
+    let first_error = (start..=limit).find(|t| !judged.ok(*t));
+    let last_t = judged.last_t;
+    let recovered = first_bad.and_then(|bad| {
+        (bad + 1..=last_t)
+            .filter(|s| s * 1000 >= action_end_ms)
+            // Good for the settle window, or until the run ended.
+            .find(|s| (*s..*s + rule.settle_s).all(|t| t > last_t || judged.good(t)))
+    });
+    let recovered_at_s = match first_bad {
+        None => Some(at.max(secs(action_end_ms))),
+        Some(_) => recovered.map(|s| s as f64),
+    };
+    // The seconds the fault is judged over: until it recovered, or as far
+    // as it owns.
+    let until = recovered.unwrap_or(limit + 1).max(start + 1);
+    FaultSummary {
+        id: f.id.to_string(),
+        name: f.name.to_string(),
+        kind: f.kind.to_string(),
+        targets: f.targets.to_vec(),
+        injected_at_s: Some(at),
+        ended_at_s: end_ms.map(secs),
+        first_error_at_s: first_error.map(|bad| (bad as f64).max(at)),
+        recovered_at_s,
+        recovery_s: recovered_at_s.map(|r| (r - at).max(0.0)),
+        errors: Some(match first_bad {
+            None => 0,
+            Some(_) => judged.failed(start..until),
+        }),
+        slow_seconds: rule.latency.map(|_| {
+            (start..until)
+                .filter(|t| judged.latencies.slow(*t, rule))
+                .count() as u64
+        }),
+        worst_p99_ms: judged
+            .latencies
+            .p99
+            .range(start..until)
+            .map(|(_, v)| *v)
+            .reduce(f64::max),
+        replicas_lost: None,
+        instances_lost: None,
+        capacity_back_at_s: None,
+        alarm_after_s: None,
+        replacements: Vec::new(),
+    }
+}
+
+/// Seconds from the injection to the first monitoring alarm firing, before
+/// the next fault.
+fn alarm_after(events: &[Event], t_ms: u64, next_ms: Option<u64>) -> Option<f64> {
+    events
+        .iter()
+        .filter(|e| e.t_ms >= t_ms && next_ms.is_none_or(|n| e.t_ms < n))
+        .find(|e| matches!(&e.kind, EventKind::AlarmState { state, .. } if state == "ALARM"))
+        .map(|e| secs(e.t_ms - t_ms))
+}
+
+/// The instances launched to replace the fault's targets.
+fn replacements(events: &[Event], t_ms: u64, targets: &[String]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.t_ms >= t_ms)
+        .filter_map(|e| match &e.kind {
+            EventKind::InstanceLaunching {
+                instance,
+                replaces: Some(old),
+                ..
+            } if targets.contains(old) => Some(instance.clone()),
+            _ => None,
         })
         .collect()
 }

@@ -53,9 +53,9 @@ impl Prober {
             .timeout(CHECK_TIMEOUT)
             .pool_idle_timeout(crate::load::CLIENT_IDLE)
             .build()
-            .map_err(|e| Error::Command {
-                name: "prober".into(),
-                detail: e.to_string(),
+            .map_err(|source| Error::Http {
+                what: "the prober's HTTP client",
+                source,
             })?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Probe>();
         let ticker = tokio::spawn(async move {

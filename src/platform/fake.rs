@@ -13,11 +13,8 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{Inventory, Platform, ReplicaInfo, Support, Target, TargetKind, Undo};
-use crate::{
-    errors::{Error, Result},
-    scenario::{Fault, FaultKind},
-};
+use super::{Error, Inventory, Platform, ReplicaInfo, Result, Support, Target, TargetKind, Undo};
+use crate::scenario::{Fault, FaultKind};
 
 /// One call the engine made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,10 +197,10 @@ impl Platform for FakePlatform {
             .lock()
             .is_ok_and(|f| f.contains(fault.kind.key()));
         if fails {
-            return Err(Error::Command {
-                name: fault.kind.key().into(),
-                detail: "the fake platform was told to fail".into(),
-            });
+            return Err(Error::refused(
+                fault.kind.key(),
+                "the fake platform was told to fail",
+            ));
         }
         Ok(())
     }
@@ -213,10 +210,7 @@ impl Platform for FakePlatform {
         let left = self.failing_undos.load(Ordering::SeqCst);
         if left > 0 {
             self.failing_undos.store(left - 1, Ordering::SeqCst);
-            return Err(Error::Command {
-                name: "undo".into(),
-                detail: "the fake platform was told to fail".into(),
-            });
+            return Err(Error::refused("undo", "the fake platform was told to fail"));
         }
         Ok(())
     }

@@ -8,8 +8,11 @@
 //! through the [`EventLog`](crate::events::EventLog) it was given.
 
 pub mod aws;
+mod errors;
+#[cfg(test)]
 pub mod fake;
 pub mod kubernetes;
+pub mod lifecycle;
 pub mod local;
 mod select;
 
@@ -19,45 +22,18 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use select::{
-    Attached, StatusReport, Up, UpOptions, check_faults, confirmation, deploy, down,
-    is_loopback_url, open, preflight, preview, status, supports, up,
+pub use errors::{Error, Result};
+pub use lifecycle::{
+    Backend, Injector, Kept, Planned, Purpose, Removed, StatusReport, StopCause, Up, UpOptions,
+    UpReport,
 };
+pub use select::{backend, check_faults, is_loopback_url, open};
 
-use crate::{
-    errors::Result,
-    scenario::{Fault, FaultKind},
-};
+use crate::scenario::{Fault, FaultKind};
 
 /// The environment variable that gives the shop's admin token (reset and
 /// the order audit) on a platform gameday did not start itself.
 pub const ADMIN_TOKEN_ENV: &str = "GAMEDAY_ADMIN_TOKEN";
-
-/// Says on stderr, when dropped still armed (the work was interrupted),
-/// what may be left behind and how to remove it.
-pub struct LeftBehind(Option<String>);
-
-impl LeftBehind {
-    /// `what` completes "interrupted while ...".
-    pub fn armed(what: String) -> Self {
-        Self(Some(what))
-    }
-
-    /// The work finished: nothing to say.
-    pub fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for LeftBehind {
-    fn drop(&mut self) {
-        if let Some(what) = &self.0 {
-            eprintln!(
-                "gameday: interrupted while {what}; `gameday down --scenario FILE` deletes it"
-            );
-        }
-    }
-}
 
 /// What a fault can hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

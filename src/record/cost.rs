@@ -46,9 +46,9 @@ impl CostWriter {
     }
 
     pub fn append(&mut self, row: &CostRow) -> Result<()> {
-        let line = serde_json::to_string(row).map_err(|e| Error::Command {
-            name: "cost.jsonl".into(),
-            detail: e.to_string(),
+        let line = serde_json::to_string(row).map_err(|source| Error::Json {
+            what: "cost.jsonl",
+            source,
         })?;
         writeln!(self.out, "{line}")
             .and_then(|_| self.out.flush())

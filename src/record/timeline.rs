@@ -151,9 +151,9 @@ impl TimelineWriter {
                 *t,
                 &format!("{OVERALL}{CORRECTED_SUFFIX}"),
             )?;
-            let line = serde_json::to_string(&row).map_err(|e| Error::Command {
-                name: "timeline".into(),
-                detail: e.to_string(),
+            let line = serde_json::to_string(&row).map_err(|source| Error::Json {
+                what: "timeline.jsonl",
+                source,
             })?;
             writeln!(self.rows, "{line}").map_err(|e| Error::io("timeline.jsonl", e))?;
         }
@@ -182,10 +182,7 @@ fn write_interval<W: Write>(
         Duration::from_secs(1),
         Tag::new(tag),
     )
-    .map_err(|e| Error::Command {
-        name: "latency.hlog".into(),
-        detail: format!("{e:?}"),
-    })
+    .map_err(|e| Error::Histogram(format!("{e:?}")))
 }
 
 /// A run's record, read back.

@@ -165,15 +165,22 @@ fn style(s: &Series) -> ShapeStyle {
     s.color.stroke_width(if s.dashed { 1 } else { 2 })
 }
 
+type Root<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+type Plot<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+type Drawn = Result<(), Box<dyn std::error::Error>>;
+
 fn draw_time_chart(
     out: &mut String,
     spec: &TimeChart<'_>,
     series: &[Series],
     marks: &Marks,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Drawn {
     let root = SVGBackend::with_string(out, spec.size).into_drawing_area();
     root.fill(&WHITE)?;
-    let (y0, y1) = (spec.y.start, spec.y.end);
     let mut chart = ChartBuilder::on(&root)
         .caption(spec.title, ("sans-serif", 16))
         .margin(10)
@@ -181,7 +188,18 @@ fn draw_time_chart(
         .x_label_area_size(34)
         .y_label_area_size(64)
         .build_cartesian_2d(spec.x.clone(), spec.y.clone())?;
-    let y_span = y1 - y0;
+    draw_mesh(&mut chart, spec)?;
+    draw_bands(&mut chart, spec, marks)?;
+    draw_markers(&root, &chart, spec, marks)?;
+    draw_lines(&mut chart, series)?;
+    draw_legend(&root, &chart, spec, series)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The axes and grid; a count axis reads whole numbers only.
+fn draw_mesh(chart: &mut Plot<'_, '_>, spec: &TimeChart<'_>) -> Drawn {
+    let y_span = spec.y.end - spec.y.start;
     let counts = spec.counts;
     let y_fmt = move |v: &f64| {
         if counts {
@@ -214,9 +232,14 @@ fn draw_time_chart(
             6
         })
         .draw()?;
-    // A fault that shoppers barely felt still shows: a band at least 1% of
-    // the axis wide, and a solid line where it was injected. Labels go in
-    // up to three rows at the top, only where there is room.
+    Ok(())
+}
+
+/// A fault that shoppers barely felt still shows: a band at least 1% of
+/// the axis wide, and a solid line where it was injected. Labels go in up
+/// to three rows at the top, only where there is room.
+fn draw_bands(chart: &mut Plot<'_, '_>, spec: &TimeChart<'_>, marks: &Marks) -> Drawn {
+    let (y0, y1) = (spec.y.start, spec.y.end);
     let min_width = (spec.x.end - spec.x.start) * 0.01;
     let mut band_lanes = Lanes::new(3);
     for band in &marks.bands {
@@ -244,12 +267,21 @@ fn draw_time_chart(
             ))?;
         }
     }
-    // Markers (scale-outs, a stop rule) are small ticks on the x axis, with
-    // a label in the lane above the axis only where there is room; the
-    // tables list every one.
+    Ok(())
+}
+
+/// Markers (scale-outs, a stop rule) are small ticks on the x axis, with a
+/// label in the lane above the axis only where there is room; the tables
+/// list every one.
+fn draw_markers(
+    root: &Root<'_>,
+    chart: &Plot<'_, '_>,
+    spec: &TimeChart<'_>,
+    marks: &Marks,
+) -> Drawn {
     let mut marker_lanes = Lanes::new(2);
     for m in &marks.markers {
-        let (px, py) = chart.backend_coord(&(m.at_s, y0));
+        let (px, py) = chart.backend_coord(&(m.at_s, spec.y.start));
         root.draw(&PathElement::new(
             vec![(px, py), (px, py - 8)],
             MARKER.stroke_width(2),
@@ -263,6 +295,10 @@ fn draw_time_chart(
             ))?;
         }
     }
+    Ok(())
+}
+
+fn draw_lines(chart: &mut Plot<'_, '_>, series: &[Series]) -> Drawn {
     for s in series {
         let line = style(s);
         if s.area {
@@ -278,8 +314,17 @@ fn draw_time_chart(
             chart.draw_series(LineSeries::new(s.points.iter().copied(), line))?;
         }
     }
-    // The legend, in its own column right of the plot.
-    let (right, top) = chart.backend_coord(&(spec.x.end, y1));
+    Ok(())
+}
+
+/// The legend, in its own column right of the plot.
+fn draw_legend(
+    root: &Root<'_>,
+    chart: &Plot<'_, '_>,
+    spec: &TimeChart<'_>,
+    series: &[Series],
+) -> Drawn {
+    let (right, top) = chart.backend_coord(&(spec.x.end, spec.y.end));
     for (i, s) in series.iter().enumerate() {
         let y = top + 6 + 16 * i as i32;
         let x = right + 12;
@@ -302,7 +347,6 @@ fn draw_time_chart(
             ("sans-serif", 12).into_font(),
         ))?;
     }
-    root.present()?;
     Ok(())
 }
 

@@ -198,82 +198,14 @@ fn by_percentile(l: &Latency) -> BTreeMap<Percentile, f64> {
 
 pub fn summarize(scenario: &Scenario, timeline: &Timeline, mut info: RunInfo) -> Summary {
     if !info.finished && info.load_started_s == 0 {
-        // A run that never wrote run.json: its events say when the load
-        // started (just after a whole second, where the run starts it).
-        if let Some(t) = timeline.events.iter().find_map(|e| match e.kind {
-            EventKind::LoadStarted { .. } => Some(e.t_ms),
-            _ => None,
-        }) {
-            info.load_started_s = t / 1000;
-        }
+        info.load_started_s = load_started_from_events(timeline).unwrap_or(0);
     }
     let window = scenario.load.measured_window();
     let window = window.start + info.load_started_s..window.end + info.load_started_s;
-    let rows: Vec<_> = timeline
-        .seconds
-        .iter()
-        .filter(|r| window.contains(&r.t))
-        .collect();
-    let total: u64 = rows.iter().map(|r| r.requests()).sum();
-    let failed: u64 = rows.iter().map(|r| r.failed()).sum();
-    let span = (window.end - window.start) as f64;
-    let availability = (total > 0).then(|| (total - failed) as f64 / total as f64);
-    let overall = latency(timeline.merged(OVERALL, false, window.clone()).as_ref());
-    let overall_co = latency(timeline.merged(OVERALL, true, window.clone()).as_ref());
-
-    let mut step_names: Vec<String> = timeline
-        .seconds
-        .iter()
-        .flat_map(|r| r.steps.keys().cloned())
-        .collect();
-    step_names.sort();
-    step_names.dedup();
-    let steps: Vec<StepSummary> = step_names
-        .iter()
-        .map(|name| {
-            let (mut count, mut failed, mut errors) = (0, 0, BTreeMap::new());
-            for r in &rows {
-                if let Some(s) = r.steps.get(name) {
-                    count += s.requests;
-                    failed += s.failed;
-                    for (k, v) in &s.errors {
-                        *errors.entry(k.clone()).or_insert(0) += v;
-                    }
-                }
-            }
-            StepSummary {
-                step: name.clone(),
-                count,
-                failed,
-                failed_percent: (count > 0).then(|| 100.0 * failed as f64 / count as f64),
-                rps: (count > 0).then(|| count as f64 / span),
-                latency_ms: latency(timeline.merged(name, false, window.clone()).as_ref()),
-                latency_corrected_ms: latency(timeline.merged(name, true, window.clone()).as_ref()),
-                errors,
-            }
-        })
-        .collect();
-
+    let totals = Totals::over(timeline, &window);
+    let steps = steps(timeline, &window);
     let orders = info.orders.clone().unwrap_or_default();
-    let latency_rule = [
-        Percentile::P99,
-        Percentile::P999,
-        Percentile::P95,
-        Percentile::P90,
-        Percentile::P50,
-    ]
-    .into_iter()
-    .find_map(|p| {
-        scenario.slo.latency.get(&p).map(|d| LatencyRule {
-            percentile: p,
-            target_ms: d.as_secs_f64() * 1e3,
-        })
-    });
-    let rule = RecoveryRule {
-        threshold: scenario.slo.availability.map_or(0.99, |a| a.min(0.99)),
-        latency: latency_rule,
-        ..Default::default()
-    };
+    let rule = recovery_rule(scenario);
     let faults = crate::observe::faults(
         &timeline.events,
         &timeline.seconds,
@@ -287,37 +219,18 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, mut info: RunInfo) ->
         scenario.slo.scale_out.map(|d| d.as_millis() as u64),
     );
     let uptime = crate::observe::prober::uptime(&timeline.probes);
-    let failover_downtime_s = crate::observe::failover_downtime(&timeline.events, &timeline.probes);
-    // Scale-outs withdrawn or cut off by the end of the run are not judged;
-    // one that never served is (as never).
-    let judged: Vec<Option<f64>> = scale_outs
-        .iter()
-        .filter_map(|s| match s.outcome {
-            ScaleOutcome::Served => Some(s.duration_s),
-            ScaleOutcome::NeverServed => Some(Some(f64::INFINITY)),
-            ScaleOutcome::Withdrawn | ScaleOutcome::CutOff => None,
-        })
-        .collect();
     let figures = Figures {
-        availability,
+        availability: totals.availability,
         uptime,
-        error_rate: availability.map(|a| 1.0 - a),
-        latency_ms: by_percentile(&overall),
+        error_rate: totals.availability.map(|a| 1.0 - a),
+        latency_ms: by_percentile(&totals.latency),
         step_latency_ms: steps
             .iter()
             .map(|s| (s.step.clone(), by_percentile(&s.latency_ms)))
             .collect(),
-        // A fault never recovered from counts with the time it lasted
-        // until the run ended: at least that long.
-        worst_recovery_s: worst(
-            faults.iter().map(|f| {
-                f.recovery_s
-                    .or_else(|| f.injected_at_s.map(|i| run_end_s - i))
-            }),
-            !faults.is_empty(),
-        ),
-        worst_scale_out_s: worst(judged.iter().copied(), !judged.is_empty()),
-        failover_downtime_s,
+        worst_recovery_s: worst_recovery(&faults, run_end_s),
+        worst_scale_out_s: worst_scale_out(&scale_outs),
+        failover_downtime_s: crate::observe::failover_downtime(&timeline.events, &timeline.probes),
         lost_orders: orders.lost,
     };
     let slos = slo::evaluate(&scenario.slo, &figures);
@@ -326,12 +239,6 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, mut info: RunInfo) ->
         gaps: gaps(&info, &orders, timeline, window.end),
     };
     let (verdict, inconclusive) = slo::verdict(&slos, &evidence);
-    let fault_rule = FaultRule {
-        success_threshold: rule.threshold,
-        latency_percentile: rule.latency.map(|l| l.percentile.key().to_string()),
-        latency_target_ms: rule.latency.map(|l| l.target_ms),
-        settle_s: rule.settle_s,
-    };
     Summary {
         scenario: scenario.name.clone(),
         verdict,
@@ -342,35 +249,169 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, mut info: RunInfo) ->
         load_started_s: info.load_started_s,
         measured_window_s: [window.start, window.end],
         requests: Requests {
-            total,
-            failed,
-            rps_mean: (total > 0).then(|| total as f64 / span),
+            total: totals.requests,
+            failed: totals.failed,
+            rps_mean: (totals.requests > 0).then(|| totals.requests as f64 / totals.span_s),
         },
-        availability,
+        availability: totals.availability,
         uptime,
-        latency_ms: overall,
-        latency_corrected_ms: overall_co,
+        latency_ms: totals.latency,
+        latency_corrected_ms: totals.latency_corrected,
         slos,
         faults,
-        fault_rule: Some(fault_rule),
+        fault_rule: Some(FaultRule {
+            success_threshold: rule.threshold,
+            latency_percentile: rule.latency.map(|l| l.percentile.key().to_string()),
+            latency_target_ms: rule.latency.map(|l| l.target_ms),
+            settle_s: rule.settle_s,
+        }),
         scale_outs,
         orders,
         load_generator: info.load_generator,
         steps,
         aborted_by: info.aborted_by,
-        // Faults the scheduler tried and could not apply (and, from runs
-        // before the scheduler existed, those it listed).
-        cost: super::cost::cost(&timeline.cost, window.clone(), total, info.cores),
-        faults_not_injected: timeline
-            .events
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::FaultFailed { name, error, .. } => Some(format!("{name}: {error}")),
-                _ => None,
-            })
-            .chain(info.faults_not_injected)
-            .collect(),
+        cost: super::cost::cost(&timeline.cost, window.clone(), totals.requests, info.cores),
+        faults_not_injected: not_injected(timeline, info.faults_not_injected),
     }
+}
+
+/// A run that never wrote run.json: its events say when the load started
+/// (just after a whole second, where the run starts it).
+fn load_started_from_events(timeline: &Timeline) -> Option<u64> {
+    timeline.events.iter().find_map(|e| match e.kind {
+        EventKind::LoadStarted { .. } => Some(e.t_ms / 1000),
+        _ => None,
+    })
+}
+
+/// The whole load over the measured window.
+struct Totals {
+    requests: u64,
+    failed: u64,
+    span_s: f64,
+    availability: Option<f64>,
+    latency: Latency,
+    latency_corrected: Latency,
+}
+
+impl Totals {
+    fn over(timeline: &Timeline, window: &std::ops::Range<u64>) -> Self {
+        let rows = timeline.seconds.iter().filter(|r| window.contains(&r.t));
+        let (requests, failed) = rows.fold((0, 0), |(n, f), r| (n + r.requests(), f + r.failed()));
+        Self {
+            requests,
+            failed,
+            span_s: (window.end - window.start) as f64,
+            availability: (requests > 0).then(|| (requests - failed) as f64 / requests as f64),
+            latency: latency(timeline.merged(OVERALL, false, window.clone()).as_ref()),
+            latency_corrected: latency(timeline.merged(OVERALL, true, window.clone()).as_ref()),
+        }
+    }
+}
+
+/// Each step's requests, failures, errors by kind and latency over the
+/// measured window.
+fn steps(timeline: &Timeline, window: &std::ops::Range<u64>) -> Vec<StepSummary> {
+    let rows: Vec<_> = timeline
+        .seconds
+        .iter()
+        .filter(|r| window.contains(&r.t))
+        .collect();
+    let span = (window.end - window.start) as f64;
+    let mut names: Vec<String> = timeline
+        .seconds
+        .iter()
+        .flat_map(|r| r.steps.keys().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .iter()
+        .map(|name| {
+            let (mut count, mut failed, mut errors) = (0, 0, BTreeMap::new());
+            for s in rows.iter().filter_map(|r| r.steps.get(name)) {
+                count += s.requests;
+                failed += s.failed;
+                for (k, v) in &s.errors {
+                    *errors.entry(k.clone()).or_insert(0) += v;
+                }
+            }
+            StepSummary {
+                step: name.clone(),
+                count,
+                failed,
+                failed_percent: (count > 0).then(|| 100.0 * failed as f64 / count as f64),
+                rps: (count > 0).then(|| count as f64 / span),
+                latency_ms: latency(timeline.merged(name, false, window.clone()).as_ref()),
+                latency_corrected_ms: latency(timeline.merged(name, true, window.clone()).as_ref()),
+                errors,
+            }
+        })
+        .collect()
+}
+
+/// How a fault's recovery is judged: the shoppers' success ratio (the
+/// availability target, at most 99%) and the tightest latency target.
+fn recovery_rule(scenario: &Scenario) -> RecoveryRule {
+    let latency = [
+        Percentile::P99,
+        Percentile::P999,
+        Percentile::P95,
+        Percentile::P90,
+        Percentile::P50,
+    ]
+    .into_iter()
+    .find_map(|p| {
+        scenario.slo.latency.get(&p).map(|d| LatencyRule {
+            percentile: p,
+            target_ms: d.as_secs_f64() * 1e3,
+        })
+    });
+    RecoveryRule {
+        threshold: scenario.slo.availability.map_or(0.99, |a| a.min(0.99)),
+        latency,
+        ..Default::default()
+    }
+}
+
+/// A fault never recovered from counts with the time it lasted until the
+/// run ended: at least that long.
+fn worst_recovery(faults: &[FaultSummary], run_end_s: f64) -> Option<f64> {
+    worst(
+        faults.iter().map(|f| {
+            f.recovery_s
+                .or_else(|| f.injected_at_s.map(|i| run_end_s - i))
+        }),
+        !faults.is_empty(),
+    )
+}
+
+/// Scale-outs withdrawn or cut off by the end of the run are not judged;
+/// one that never served is (as never).
+fn worst_scale_out(scale_outs: &[ScaleOut]) -> Option<f64> {
+    let judged: Vec<Option<f64>> = scale_outs
+        .iter()
+        .filter_map(|s| match s.outcome {
+            ScaleOutcome::Served => Some(s.duration_s),
+            ScaleOutcome::NeverServed => Some(Some(f64::INFINITY)),
+            ScaleOutcome::Withdrawn | ScaleOutcome::CutOff => None,
+        })
+        .collect();
+    worst(judged.iter().copied(), !judged.is_empty())
+}
+
+/// Faults the scheduler tried and could not apply (and, from runs before
+/// the scheduler existed, those it listed).
+fn not_injected(timeline: &Timeline, listed: Vec<String>) -> Vec<String> {
+    timeline
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::FaultFailed { name, error, .. } => Some(format!("{name}: {error}")),
+            _ => None,
+        })
+        .chain(listed)
+        .collect()
 }
 
 /// What keeps the evidence from being whole: the run did not complete, the

@@ -48,10 +48,7 @@ pub(super) async fn create(
         .await;
     let failed = results.iter().filter(|ok| !**ok).count();
     if failed > 0 {
-        return Err(Error::Command {
-            name: "shopper accounts".into(),
-            detail: format!("{failed} of {n} could not be created"),
-        });
+        return Err(Error::Accounts { failed, wanted: n });
     }
     eprintln!(
         "gameday: {n} accounts ready in {:.1} s",

@@ -40,13 +40,100 @@ enum Frame {
     },
 }
 
+/// The walk over a document's events that builds a [`KeyIndex`].
+#[derive(Default)]
+struct Walk {
+    index: KeyIndex,
+    stack: Vec<Frame>,
+    anchor_sizes: BTreeMap<usize, u64>,
+    nodes: u64,
+}
+
+type Refused = (Option<Position>, String);
+
+impl Walk {
+    /// A mapping or a sequence starts.
+    fn open(&mut self, map: bool, anchor: usize, at: Position) -> Result<(), Refused> {
+        self.nodes += 1;
+        if self.stack.len() >= MAX_DEPTH {
+            return Err((
+                Some(at),
+                format!("nesting deeper than {MAX_DEPTH} levels is refused"),
+            ));
+        }
+        // (anchor id, node count when this node started)
+        let anchor = (anchor, self.nodes);
+        let path = child_path(&self.stack);
+        self.stack.push(if map {
+            Frame::Map {
+                path,
+                key: None,
+                expect_key: true,
+                anchor,
+            }
+        } else {
+            Frame::Seq {
+                path,
+                index: 0,
+                anchor,
+            }
+        });
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        if let Some(
+            Frame::Map {
+                anchor: (id, start),
+                ..
+            }
+            | Frame::Seq {
+                anchor: (id, start),
+                ..
+            },
+        ) = self.stack.pop()
+            && id > 0
+        {
+            self.anchor_sizes.insert(id, self.nodes - start + 1);
+        }
+        value_done(&mut self.stack);
+    }
+
+    fn scalar(&mut self, value: &str, anchor: usize, at: Position) {
+        self.nodes += 1;
+        if anchor > 0 {
+            self.anchor_sizes.insert(anchor, 1);
+        }
+        match self.stack.last_mut() {
+            Some(Frame::Map {
+                path,
+                key,
+                expect_key,
+                ..
+            }) if *expect_key => {
+                let full = if path.is_empty() {
+                    value.to_string()
+                } else {
+                    format!("{path}.{value}")
+                };
+                self.index.keys.entry(full).or_insert(at);
+                *key = Some(value.to_string());
+                *expect_key = false;
+            }
+            _ => value_done(&mut self.stack),
+        }
+    }
+
+    fn alias(&mut self, anchor: usize) {
+        self.nodes += self.anchor_sizes.get(&anchor).copied().unwrap_or(1);
+        value_done(&mut self.stack);
+    }
+}
+
 impl KeyIndex {
     /// Indexes `text`; an error names what was refused and where.
-    pub fn build(text: &str) -> Result<Self, (Option<Position>, String)> {
-        let mut index = KeyIndex::default();
-        let mut stack: Vec<Frame> = Vec::new();
-        let mut anchor_sizes: BTreeMap<usize, u64> = BTreeMap::new();
-        let mut nodes: u64 = 0;
+    pub fn build(text: &str) -> Result<Self, Refused> {
+        let mut walk = Walk::default();
         for item in Parser::new_from_str(text) {
             let (event, span) = item.map_err(|e| {
                 let m = e.marker();
@@ -63,80 +150,14 @@ impl KeyIndex {
                 column: span.start.col() + 1,
             };
             match event {
-                Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
-                    nodes += 1;
-                    if stack.len() >= MAX_DEPTH {
-                        return Err((
-                            Some(at),
-                            format!("nesting deeper than {MAX_DEPTH} levels is refused"),
-                        ));
-                    }
-                    // (anchor id, node count when this node started)
-                    let anchor = (anchor, nodes);
-                    let path = child_path(&stack);
-                    stack.push(if matches!(event, Event::MappingStart(..)) {
-                        Frame::Map {
-                            path,
-                            key: None,
-                            expect_key: true,
-                            anchor,
-                        }
-                    } else {
-                        Frame::Seq {
-                            path,
-                            index: 0,
-                            anchor,
-                        }
-                    });
-                }
-                Event::MappingEnd | Event::SequenceEnd => {
-                    if let Some(
-                        Frame::Map {
-                            anchor: (id, start),
-                            ..
-                        }
-                        | Frame::Seq {
-                            anchor: (id, start),
-                            ..
-                        },
-                    ) = stack.pop()
-                        && id > 0
-                    {
-                        anchor_sizes.insert(id, nodes - start + 1);
-                    }
-                    value_done(&mut stack);
-                }
-                Event::Scalar(value, _, anchor, _) => {
-                    nodes += 1;
-                    if anchor > 0 {
-                        anchor_sizes.insert(anchor, 1);
-                    }
-                    match stack.last_mut() {
-                        Some(Frame::Map {
-                            path,
-                            key,
-                            expect_key,
-                            ..
-                        }) if *expect_key => {
-                            let full = if path.is_empty() {
-                                value.to_string()
-                            } else {
-                                format!("{path}.{value}")
-                            };
-                            index.keys.entry(full).or_insert(at);
-                            *key = Some(value.to_string());
-                            *expect_key = false;
-                        }
-                        _ => value_done(&mut stack),
-                    }
-                }
-                Event::Alias(anchor) => {
-                    nodes += anchor_sizes.get(&anchor).copied().unwrap_or(1);
-                    value_done(&mut stack);
-                }
+                Event::MappingStart(anchor, _) => walk.open(true, anchor, at)?,
+                Event::SequenceStart(anchor, _) => walk.open(false, anchor, at)?,
+                Event::MappingEnd | Event::SequenceEnd => walk.close(),
+                Event::Scalar(value, _, anchor, _) => walk.scalar(&value, anchor, at),
+                Event::Alias(anchor) => walk.alias(anchor),
                 _ => {}
             }
-            if nodes > MAX_NODES {
+            if walk.nodes > MAX_NODES {
                 return Err((
                     Some(at),
                     format!(
@@ -145,7 +166,7 @@ impl KeyIndex {
                 ));
             }
         }
-        Ok(index)
+        Ok(walk.index)
     }
 
     /// The position of a key path, or of its nearest indexed parent.

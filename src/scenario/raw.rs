@@ -331,10 +331,36 @@ fn radius(
     }
 }
 
-fn validate_fault(p: &mut Problems, i: usize, f: RawFault, length: Duration) -> Option<Fault> {
+fn validate_fault(p: &mut Problems, i: usize, mut f: RawFault, length: Duration) -> Option<Fault> {
     let key = format!("faults[{i}]");
+    let mut kinds = fault_kinds(p, &key, &mut f);
+    if kinds.len() != 1 {
+        p.add(
+            key.clone(),
+            format!(
+                "expected exactly one fault kind (kill-pod, terminate-instance, db-failover, restart-cache, restart-broker), got {}",
+                kinds.len()
+            ),
+        );
+    }
+    let schedule = fault_schedule(p, &key, &f, length)?;
+    let duration = match f.duration.as_deref() {
+        Some(t) => Some(p.positive_duration(&format!("{key}.duration"), t)?),
+        None => None,
+    };
+    let kind = (kinds.len() == 1).then(|| kinds.remove(0))?;
+    Some(Fault {
+        name: f.name.unwrap_or_else(|| kind.key().to_string()),
+        kind,
+        schedule,
+        duration,
+    })
+}
+
+/// Every fault kind the entry names (exactly one is valid), taken out of it.
+fn fault_kinds(p: &mut Problems, key: &str, f: &mut RawFault) -> Vec<FaultKind> {
     let mut kinds = Vec::new();
-    if let Some(k) = f.kill_pod {
+    if let Some(k) = f.kill_pod.take() {
         let service_ok = SERVICES.contains(&k.service.as_str());
         if !service_ok {
             p.add(
@@ -361,7 +387,7 @@ fn validate_fault(p: &mut Problems, i: usize, f: RawFault, length: Duration) -> 
             });
         }
     }
-    if let Some(t) = f.terminate_instance
+    if let Some(t) = f.terminate_instance.take()
         && let Some(r) = radius(
             p,
             &format!("{key}.terminate-instance"),
@@ -375,7 +401,7 @@ fn validate_fault(p: &mut Problems, i: usize, f: RawFault, length: Duration) -> 
             zone: t.zone.clone(),
         });
     }
-    if let Some(d) = f.db_failover {
+    if let Some(d) = f.db_failover.take() {
         kinds.push(FaultKind::DbFailover {
             rebuild_standby: d.rebuild_standby,
         });
@@ -386,19 +412,15 @@ fn validate_fault(p: &mut Problems, i: usize, f: RawFault, length: Duration) -> 
     if f.restart_broker.is_some() {
         kinds.push(FaultKind::RestartBroker);
     }
-    if kinds.len() != 1 {
-        p.add(
-            key.clone(),
-            format!(
-                "expected exactly one fault kind (kill-pod, terminate-instance, db-failover, restart-cache, restart-broker), got {}",
-                kinds.len()
-            ),
-        );
-    }
-    let schedule = match (f.at.as_deref(), f.every.as_deref()) {
+    kinds
+}
+
+/// `at`, or `every` with `from` and `until`, within the load's length.
+fn fault_schedule(p: &mut Problems, key: &str, f: &RawFault, length: Duration) -> Option<Schedule> {
+    match (f.at.as_deref(), f.every.as_deref()) {
         (Some(at), None) => {
             if f.from.is_some() || f.until.is_some() {
-                p.add(key.clone(), "from and until go with every, not with at");
+                p.add(key, "from and until go with every, not with at");
             }
             let at = p.duration(&format!("{key}.at"), at)?;
             if !length.is_zero() && at > length {
@@ -411,7 +433,7 @@ fn validate_fault(p: &mut Problems, i: usize, f: RawFault, length: Duration) -> 
                     ),
                 );
             }
-            Schedule::At(at)
+            Some(Schedule::At(at))
         }
         (None, Some(every)) => {
             let every = p.positive_duration(&format!("{key}.every"), every)?;
@@ -426,32 +448,17 @@ fn validate_fault(p: &mut Problems, i: usize, f: RawFault, length: Duration) -> 
             if until.is_some_and(|u| u < from) {
                 p.add(format!("{key}.until"), "expected until after from");
             }
-            Schedule::Every { every, from, until }
+            Some(Schedule::Every { every, from, until })
         }
         (Some(_), Some(_)) => {
-            p.add(key.clone(), "expected either at or every, not both");
-            return None;
+            p.add(key, "expected either at or every, not both");
+            None
         }
         (None, None) => {
-            p.add(
-                key.clone(),
-                "expected `at: <duration>` or `every: <duration>`",
-            );
-            return None;
+            p.add(key, "expected `at: <duration>` or `every: <duration>`");
+            None
         }
-    };
-    let duration = match f.duration.as_deref() {
-        Some(t) => Some(p.positive_duration(&format!("{key}.duration"), t)?),
-        None => None,
-    };
-    let kind = (kinds.len() == 1).then(|| kinds.remove(0))?;
-    let name = f.name.unwrap_or_else(|| kind.key().to_string());
-    Some(Fault {
-        name,
-        kind,
-        schedule,
-        duration,
-    })
+    }
 }
 
 fn latency_targets(

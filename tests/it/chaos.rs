@@ -189,7 +189,7 @@ report:
         "{:?}",
         processes_of(dir.path())
     );
-    assert!(matches!(out.status.code(), Some(0) | Some(3)), "{stderr}");
+    crate::support::assert_exit(out.status.code(), &s, &[0, 3], &stderr);
 }
 
 #[test]

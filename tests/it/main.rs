@@ -3,12 +3,13 @@
 //! loopback ports with their data in a temporary directory (see support/);
 //! the aws platform's tests start moto's server the same way.
 
+mod architecture;
 mod aws;
 mod chaos;
 mod cli;
 mod kubernetes;
+mod local;
 mod manifests;
-mod platform;
 mod report;
 mod run;
 mod shop;

@@ -3,8 +3,9 @@
 
 use super::{
     clients::AwsClients,
-    errors::{Error, ResourceKind, Result},
+    errors::{ResourceKind, Result},
 };
+use crate::platform;
 
 const CACHE_NOT_FOUND: &[&str] = &["CacheClusterNotFound", "CacheClusterNotFoundFault"];
 const BROKER_NOT_FOUND: &[&str] = &["NotFoundException"];
@@ -61,9 +62,10 @@ impl AwsClients {
 
     /// Checks that the cluster can be rebooted now (available, with nodes)
     /// and returns it.
-    pub async fn check_cache_reboot(&self, id: &str) -> Result<CacheClusterInfo> {
+    pub async fn check_cache_reboot(&self, id: &str) -> platform::Result<CacheClusterInfo> {
         let cluster = self.describe_cache_cluster(id).await?;
-        let refuse = |reason: String| Error::refused(format!("ElastiCache cluster {id}"), reason);
+        let refuse =
+            |reason: String| platform::Error::refused(format!("ElastiCache cluster {id}"), reason);
         if cluster.status != "available" {
             return Err(refuse(format!("is {}, not available", cluster.status)));
         }
@@ -76,7 +78,7 @@ impl AwsClients {
     /// Reboots every node of the cluster (RebootCacheCluster needs the node
     /// ids). The cluster is `rebooting cache cluster nodes` meanwhile; its
     /// data is kept only if persistence is on.
-    pub async fn reboot_cache_cluster(&self, id: &str) -> Result<CacheClusterInfo> {
+    pub async fn reboot_cache_cluster(&self, id: &str) -> platform::Result<CacheClusterInfo> {
         const OP: &str = "RebootCacheCluster";
         let cluster = self.check_cache_reboot(id).await?;
         let out = self
@@ -126,10 +128,10 @@ impl AwsClients {
     }
 
     /// Checks that the broker can be rebooted now (RUNNING) and returns it.
-    pub async fn check_broker_reboot(&self, id: &str) -> Result<BrokerInfo> {
+    pub async fn check_broker_reboot(&self, id: &str) -> platform::Result<BrokerInfo> {
         let broker = self.describe_broker(id).await?;
         if broker.state != "RUNNING" {
-            return Err(Error::refused(
+            return Err(platform::Error::refused(
                 format!("Amazon MQ broker {id}"),
                 format!("is {}, not RUNNING", broker.state),
             ));
@@ -139,7 +141,7 @@ impl AwsClients {
 
     /// RebootBroker; the broker must be RUNNING. Returns the state seen
     /// right after (REBOOT_IN_PROGRESS on AWS).
-    pub async fn reboot_broker(&self, id: &str) -> Result<BrokerInfo> {
+    pub async fn reboot_broker(&self, id: &str) -> platform::Result<BrokerInfo> {
         const OP: &str = "RebootBroker";
         self.check_broker_reboot(id).await?;
         self.mq
@@ -148,6 +150,6 @@ impl AwsClients {
             .send()
             .await
             .map_err(|e| self.error_about(OP, e, BROKER_NOT_FOUND, ResourceKind::Broker, id))?;
-        self.describe_broker(id).await
+        Ok(self.describe_broker(id).await?)
     }
 }

@@ -3,7 +3,7 @@
 //! engine and the user must tell apart (bad credentials, throttling, a
 //! missing stack or database, a refused fault, an endpoint that does not
 //! answer) as variants, never as strings to match on. It becomes
-//! `crate::Error::Aws` at the seam.
+//! `platform::Error::Aws` at the seam.
 
 use std::{error::Error as StdError, fmt, time::Duration};
 
@@ -162,8 +162,6 @@ pub enum Error {
 
     /// Something gameday will not do, with the reason (a forced failover of
     /// a single-AZ instance, a stack parameter given in the file).
-    #[error("{target}: {reason}")]
-    Refused { target: String, reason: String },
 
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout { what: String, after: Duration },
@@ -233,13 +231,6 @@ impl Error {
         Self::Unexpected {
             operation,
             message: message.into(),
-        }
-    }
-
-    pub(crate) fn refused(target: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Refused {
-            target: target.into(),
-            reason: reason.into(),
         }
     }
 

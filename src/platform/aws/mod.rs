@@ -14,12 +14,12 @@
 //! run's typed events (see `watch`).
 
 pub mod alarms;
+mod backend;
 pub mod cache;
 pub mod clients;
 pub mod elb;
 pub mod errors;
 pub mod group;
-mod lifecycle;
 pub mod rds;
 pub mod resources;
 pub mod stack;
@@ -34,66 +34,51 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
+pub use backend::{AwsBackend, AwsSite, STACK_TIMEOUT, connect};
 pub use clients::AwsClients;
 pub use errors::{Error, ResourceKind};
-pub use lifecycle::{
-    admin_token, deploy, deploy_with, down, down_with, open, open_with, preview, preview_with,
-    status, status_with, up, up_with,
-};
 pub use rds::Failover;
 pub use resources::Resources;
 pub use targets::{describe, supports};
 
-use self::watch::Watchers;
 use crate::{
     events::{EventKind, EventLog, ServerRole},
-    platform::{Inventory, Platform, Support, Target, Undo},
+    platform::{
+        self, Inventory, Platform, Support, Target, Undo,
+        lifecycle::{Shop, Watchers, progress},
+    },
     scenario::{AwsTarget, Fault, FaultKind},
 };
-
-/// How this process came to the shop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `plan`: read only; injecting is refused.
-    Preview,
-    /// The stack or the named resources were there before.
-    Attached,
-    /// This run created the stack; shutdown deletes it.
-    Deployed,
-}
 
 /// The shop on AWS, for a run, `plan` or `inject`.
 pub struct AwsPlatform {
     aws: AwsClients,
     target: AwsTarget,
-    mode: Mode,
     resources: Resources,
     entry_url: String,
-    admin_token: Option<String>,
     events: Arc<EventLog>,
-    watchers: Option<Watchers>,
-    /// A preview of a stack that does not exist yet.
-    stack_missing: bool,
+    /// How often the watchers poll.
+    every: Duration,
+    /// The shop's admin token, when gameday knows it (the stack it created).
+    admin_token: Option<String>,
 }
 
 impl AwsPlatform {
     pub fn new(
         aws: AwsClients,
         target: AwsTarget,
-        mode: Mode,
         resources: Resources,
         events: Arc<EventLog>,
+        every: Duration,
     ) -> Self {
         Self {
             entry_url: resources.entry_url.clone().unwrap_or_default(),
             aws,
             target,
-            mode,
             resources,
-            admin_token: None,
             events,
-            watchers: None,
-            stack_missing: false,
+            every,
+            admin_token: None,
         }
     }
 
@@ -104,10 +89,6 @@ impl AwsPlatform {
         self
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     pub fn resources(&self) -> &Resources {
         &self.resources
     }
@@ -116,40 +97,33 @@ impl AwsPlatform {
         &self.aws
     }
 
-    /// Starts the pollers (every `every`), and waits a bounded while until
-    /// each has polled once, so what a fault does next is seen.
-    pub async fn watch(&mut self, every: Duration) {
+    fn refuse(&self, fault: &Fault, why: impl Into<String>) -> platform::Error {
+        platform::Error::refused(fault.kind.key(), why)
+    }
+}
+
+#[async_trait]
+impl Shop for AwsPlatform {
+    /// The pollers (every `every`) of the group, its scaling alarms, the
+    /// database, the cache, the broker and the stack's alarms.
+    async fn watch(&self) -> Option<Box<dyn Watchers>> {
         let policy_alarms = match &self.resources.group {
             Some(group) => self.aws.policy_alarms(group).await.unwrap_or_else(|e| {
-                tracing::warn!("the scaling alarms of {group} are not followed: {e}");
+                progress(
+                    &self.events,
+                    format!("the scaling alarms of {group} are not followed: {e}"),
+                );
                 Vec::new()
             }),
             None => Vec::new(),
         };
         let watched = self.resources.watched(&policy_alarms);
-        let mut watchers = watch::spawn(&self.aws, &watched, self.events.clone(), every);
-        if !watchers.wait_polled(Duration::from_secs(30)).await {
-            eprintln!("gameday: AWS has not answered every first poll after 30 s; going on");
-        }
-        self.watchers = Some(watchers);
-    }
-
-    fn refuse(&self, fault: &Fault, why: impl Into<String>) -> crate::Error {
-        Error::refused(fault.kind.key(), why).into()
-    }
-
-    fn not_yet(&self) -> Option<crate::Error> {
-        self.stack_missing.then(|| {
-            Error::refused(
-                format!("stack {}", self.target.stack.as_deref().unwrap_or_default()),
-                format!(
-                    "does not exist yet on {}: a run creates it first, and its instances, \
-                     database, cache and broker are known only then",
-                    self.aws.place()
-                ),
-            )
-            .into()
-        })
+        Some(Box::new(watch::spawn(
+            &self.aws,
+            &watched,
+            self.events.clone(),
+            self.every,
+        )))
     }
 }
 
@@ -175,21 +149,14 @@ impl Platform for AwsPlatform {
         describe(&self.resources, fault)
     }
 
-    async fn inventory(&self) -> crate::Result<Inventory> {
-        if let Some(e) = self.not_yet() {
-            return Err(e);
-        }
+    async fn inventory(&self) -> platform::Result<Inventory> {
         let mut inventory = targets::inventory(&self.aws, &self.resources).await?;
         inventory.entry_url = self.entry_url.clone();
-        inventory.admin_token = self.admin_token.clone();
         Ok(inventory)
     }
 
-    async fn candidates(&self, fault: &FaultKind) -> crate::Result<Vec<Target>> {
-        if let Some(e) = self.not_yet() {
-            return Err(e);
-        }
-        Ok(targets::candidates(&self.aws, &self.resources, fault).await?)
+    async fn candidates(&self, fault: &FaultKind) -> platform::Result<Vec<Target>> {
+        targets::candidates(&self.aws, &self.resources, fault).await
     }
 
     /// Nothing an AWS fault does lasts: the group replaces instances, RDS
@@ -199,20 +166,11 @@ impl Platform for AwsPlatform {
     }
 
     /// TerminateInstances with DryRun; the state a failover or reboot needs.
-    async fn dry_run(&self, fault: &Fault, targets: &[Target]) -> crate::Result<()> {
-        if let Some(e) = self.not_yet() {
-            return Err(e);
-        }
-        Ok(targets::check(&self.aws, &self.resources, fault, targets).await?)
+    async fn dry_run(&self, fault: &Fault, targets: &[Target]) -> platform::Result<()> {
+        targets::check(&self.aws, &self.resources, fault, targets).await
     }
 
-    async fn inject(&self, fault: &Fault, targets: &[Target]) -> crate::Result<()> {
-        if self.mode == Mode::Preview {
-            return Err(self.refuse(fault, "this is a preview for `plan`: it acts on nothing"));
-        }
-        if let Support::No { why } = self.supports(fault) {
-            return Err(self.refuse(fault, why));
-        }
+    async fn inject(&self, fault: &Fault, targets: &[Target]) -> platform::Result<()> {
         let r = &self.resources;
         match &fault.kind {
             FaultKind::TerminateInstance { .. } => {
@@ -266,26 +224,12 @@ impl Platform for AwsPlatform {
         Ok(())
     }
 
-    async fn undo(&self, undo: &Undo) -> crate::Result<()> {
-        Err(Error::refused(
+    async fn undo(&self, undo: &Undo) -> platform::Result<()> {
+        Err(platform::Error::refused(
             format!("undo ({})", undo.describe()),
             "the aws platform never registers an undo",
-        )
-        .into())
+        ))
     }
 
-    async fn shutdown(mut self: Box<Self>) {
-        if let Some(watchers) = self.watchers.take() {
-            watchers.stop().await;
-        }
-        if self.mode == Mode::Deployed
-            && let Some(stack) = &self.target.stack
-        {
-            eprintln!("gameday: stack {stack} was created by this run");
-            lifecycle::remove(&self.aws, stack).await;
-        }
-        if self.mode != Mode::Preview {
-            self.events.emit(EventKind::PlatformStopped {});
-        }
-    }
+    async fn shutdown(self: Box<Self>) {}
 }

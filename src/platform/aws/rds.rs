@@ -2,8 +2,9 @@
 
 use super::{
     clients::AwsClients,
-    errors::{Error, ResourceKind, Result},
+    errors::{ResourceKind, Result},
 };
+use crate::platform;
 use crate::scenario::AwsDatabase;
 
 const INSTANCE_NOT_FOUND: &[&str] = &["DBInstanceNotFound", "DBInstanceNotFoundFault"];
@@ -145,12 +146,13 @@ impl AwsClients {
     /// acting (for `validate` / `plan`). Refuses, with the reason, a
     /// single-AZ instance, a read replica, an Aurora member addressed as an
     /// instance, a cluster without a reader, and anything not `available`.
-    pub async fn check_db_failover(&self, target: &AwsDatabase) -> Result<Failover> {
+    pub async fn check_db_failover(&self, target: &AwsDatabase) -> platform::Result<Failover> {
         match target {
             AwsDatabase::Instance(id) => {
                 let db = self.describe_db_instance(id).await?;
-                let refuse =
-                    |reason: String| Error::refused(format!("RDS DB instance {id}"), reason);
+                let refuse = |reason: String| {
+                    platform::Error::refused(format!("RDS DB instance {id}"), reason)
+                };
                 if let Some(cluster) = &db.cluster_id {
                     return Err(refuse(format!(
                         "is a member of the Aurora cluster {cluster}: fail the cluster over (database: {{ cluster: {cluster} }})"
@@ -177,8 +179,9 @@ impl AwsClients {
             }
             AwsDatabase::Cluster(id) => {
                 let c = self.describe_db_cluster(id).await?;
-                let refuse =
-                    |reason: String| Error::refused(format!("RDS DB cluster {id}"), reason);
+                let refuse = |reason: String| {
+                    platform::Error::refused(format!("RDS DB cluster {id}"), reason)
+                };
                 if c.readers().next().is_none() {
                     return Err(refuse(
                         "has no reader instance to promote (add one to the cluster)".into(),
@@ -198,7 +201,7 @@ impl AwsClients {
 
     /// The `db-failover` fault: checks (see [`Self::check_db_failover`]),
     /// then RebootDBInstance ForceFailover=true or FailoverDBCluster.
-    pub async fn fail_over_database(&self, target: &AwsDatabase) -> Result<Failover> {
+    pub async fn fail_over_database(&self, target: &AwsDatabase) -> platform::Result<Failover> {
         let plan = self.check_db_failover(target).await?;
         match &plan {
             Failover::InstanceReboot { instance, .. } => {

@@ -5,13 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    clients::AwsClients,
-    errors::{Error, Result},
-    group::PolicyAlarm,
-    stack::StackInfo,
-    watch::Watched,
-};
+use super::{clients::AwsClients, group::PolicyAlarm, stack::StackInfo, watch::Watched};
+use crate::platform;
 use crate::scenario::{AwsDatabase, AwsTarget};
 
 /// Stack statuses a run can use.
@@ -113,13 +108,13 @@ impl Resources {
 }
 
 /// Refuses a stack a run cannot use, saying what to do.
-pub fn check_usable(stack: &StackInfo) -> Result<()> {
+pub fn check_usable(stack: &StackInfo) -> platform::Result<()> {
     if USABLE.contains(&stack.status.as_str()) {
         return Ok(());
     }
     let what = format!("stack {}", stack.name);
     Err(match stack.status.as_str() {
-        "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" => Error::refused(
+        "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" => platform::Error::refused(
             what,
             format!(
                 "is {}: its creation failed{}; `gameday down --scenario FILE` deletes it, then \
@@ -132,17 +127,17 @@ pub fn check_usable(stack: &StackInfo) -> Result<()> {
                     .unwrap_or_default()
             ),
         ),
-        s if s.ends_with("_IN_PROGRESS") => Error::refused(
+        s if s.ends_with("_IN_PROGRESS") => platform::Error::refused(
             what,
             format!("is {s}: wait until CloudFormation is done with it"),
         ),
-        s => Error::refused(what, format!("is {s}, which a run cannot use")),
+        s => platform::Error::refused(what, format!("is {s}, which a run cannot use")),
     })
 }
 
 /// The target's resources: the stack's outputs (the stack must exist and
 /// be usable) and every named resource, each checked to exist.
-pub async fn resolve(aws: &AwsClients, target: &AwsTarget) -> Result<Resources> {
+pub async fn resolve(aws: &AwsClients, target: &AwsTarget) -> platform::Result<Resources> {
     let mut r = Resources::named(target);
     if let Some(stack) = &target.stack {
         let info = aws.describe_stack(stack).await?;

@@ -8,14 +8,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{
-    clients::AwsClients,
-    errors::{Error, Result},
-    resources::Resources,
-};
+use super::{clients::AwsClients, resources::Resources};
 use crate::{
     platform::{
-        ComponentInfo, InstanceInfo, InstanceState, Inventory, Support, Target, TargetKind,
+        self, ComponentInfo, InstanceInfo, InstanceState, Inventory, Support, Target, TargetKind,
     },
     scenario::{AwsDatabase, AwsTarget, Fault, FaultKind},
 };
@@ -115,15 +111,19 @@ pub fn describe(r: &Resources, fault: &Fault) -> String {
     }
 }
 
-fn none_named(what: &str, key: &str) -> Error {
-    Error::refused(
+fn none_named(what: &str, key: &str) -> platform::Error {
+    platform::Error::refused(
         format!("no {what}"),
         format!("set target.{key}, or a stack whose outputs name one"),
     )
 }
 
 /// What a fault of this kind would hit now, in the order it picks.
-pub async fn candidates(aws: &AwsClients, r: &Resources, kind: &FaultKind) -> Result<Vec<Target>> {
+pub async fn candidates(
+    aws: &AwsClients,
+    r: &Resources,
+    kind: &FaultKind,
+) -> platform::Result<Vec<Target>> {
     match kind {
         FaultKind::TerminateInstance { zone, .. } => {
             let name = r
@@ -166,7 +166,9 @@ pub async fn candidates(aws: &AwsClients, r: &Resources, kind: &FaultKind) -> Re
                 .ok_or_else(|| none_named("broker", "broker"))?;
             Ok(vec![one(TargetKind::Broker, id, "Amazon MQ broker", r)])
         }
-        FaultKind::KillPod { .. } => Err(Error::refused("kill-pod", "not available on aws")),
+        FaultKind::KillPod { .. } => {
+            Err(platform::Error::refused("kill-pod", "not available on aws"))
+        }
     }
 }
 
@@ -184,14 +186,14 @@ pub async fn check(
     r: &Resources,
     fault: &Fault,
     targets: &[Target],
-) -> Result<()> {
+) -> platform::Result<()> {
     match &fault.kind {
         FaultKind::TerminateInstance { .. } => {
             let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
             if ids.is_empty() {
                 return Ok(());
             }
-            aws.terminate_instances_dry_run(&ids).await
+            Ok(aws.terminate_instances_dry_run(&ids).await?)
         }
         FaultKind::DbFailover { .. } => match &r.database {
             Some(db) => aws.check_db_failover(db).await.map(|_| ()),
@@ -211,7 +213,9 @@ pub async fn check(
                 .ok_or_else(|| none_named("broker", "broker"))?;
             aws.check_broker_reboot(id).await.map(|_| ())
         }
-        FaultKind::KillPod { .. } => Err(Error::refused("kill-pod", "not available on aws")),
+        FaultKind::KillPod { .. } => {
+            Err(platform::Error::refused("kill-pod", "not available on aws"))
+        }
     }
 }
 
@@ -231,120 +235,26 @@ fn component(name: String, address: Option<String>, d: &[(&str, Option<Value>)])
     }
 }
 
+fn s(v: &str) -> Option<Value> {
+    Some(json!(v))
+}
+
+fn o(v: &Option<String>) -> Option<Value> {
+    v.as_deref().map(|v| json!(v))
+}
+
 /// The group's members (zone, EC2 state, target health) and the managed
 /// services with their ids and ARNs.
-pub async fn inventory(aws: &AwsClients, r: &Resources) -> Result<Inventory> {
+pub async fn inventory(aws: &AwsClients, r: &Resources) -> platform::Result<Inventory> {
     let mut inv = Inventory {
         platform: "aws".into(),
         entry_url: r.entry_url.clone().unwrap_or_default(),
         ..Inventory::default()
     };
-    let s = |v: &str| Some(json!(v));
-    let o = |v: &Option<String>| v.as_deref().map(|v| json!(v));
     if let Some(name) = &r.group {
-        let group = aws.describe_group(name).await?;
-        let ids: Vec<String> = group
-            .members
-            .iter()
-            .map(|m| m.instance_id.clone())
-            .collect();
-        let ec2 = aws.instances(&ids).await?;
-        let mut health: BTreeMap<String, String> = BTreeMap::new();
-        let mut lbs = r.load_balancers.clone();
-        for tg in aws.target_groups_of_group(&group).await? {
-            for t in aws.target_health(&tg.arn).await? {
-                health.insert(t.instance_id, t.state);
-            }
-            inv.infra.push(component(
-                format!("target group {}", tg.name),
-                None,
-                &[
-                    ("arn", s(&tg.arn)),
-                    ("health_check", o(&tg.health_check_path)),
-                ],
-            ));
-            for lb in tg.load_balancer_arns {
-                if !lbs.contains(&lb) {
-                    lbs.push(lb);
-                }
-            }
-        }
-        for m in &group.members {
-            let view = ec2.get(&m.instance_id);
-            inv.instances.push(InstanceInfo {
-                name: m.instance_id.clone(),
-                address: view.and_then(|v| v.private_ip.clone()),
-                zone: Some(m.availability_zone.clone()),
-                state: if m.leaving()
-                    || view.is_some_and(|v| v.state != "running" && v.state != "pending")
-                {
-                    InstanceState::Terminated
-                } else if m.in_service() {
-                    InstanceState::Running
-                } else {
-                    InstanceState::Booting
-                },
-                healthy: (!group.target_group_arns.is_empty())
-                    .then(|| health.get(&m.instance_id).map(String::as_str) == Some("healthy")),
-                details: details(&[
-                    ("lifecycle", s(&m.lifecycle_state)),
-                    ("group_health", s(&m.health_status)),
-                    ("instance_type", o(&m.instance_type)),
-                ]),
-            });
-        }
-        inv.infra.push(component(
-            format!("auto scaling group {}", group.name),
-            None,
-            &[
-                ("arn", o(&group.arn)),
-                ("desired", Some(json!(group.desired_capacity))),
-                ("min", Some(json!(group.min_size))),
-                ("max", Some(json!(group.max_size))),
-            ],
-        ));
-        for lb in aws.load_balancers(&lbs).await? {
-            inv.infra.push(component(
-                format!("load balancer {}", lb.name),
-                Some(lb.dns_name.clone()),
-                &[("arn", s(&lb.arn)), ("state", o(&lb.state))],
-            ));
-        }
+        group_inventory(aws, r, name, &mut inv).await?;
     }
-    match &r.database {
-        Some(AwsDatabase::Instance(id)) => {
-            let db = aws.describe_db_instance(id).await?;
-            inv.infra.push(component(
-                format!("database {}", db.id),
-                db.endpoint.clone(),
-                &[
-                    ("arn", o(&db.arn)),
-                    ("engine", s(&format!("{} {}", db.engine, db.engine_version))),
-                    ("status", s(&db.status)),
-                    ("multi_az", Some(json!(db.multi_az))),
-                    ("zone", o(&db.availability_zone)),
-                    ("standby_zone", o(&db.secondary_availability_zone)),
-                    ("read_replicas", Some(json!(db.read_replicas))),
-                ],
-            ));
-        }
-        Some(AwsDatabase::Cluster(id)) => {
-            let c = aws.describe_db_cluster(id).await?;
-            let readers: Vec<&str> = c.readers().collect();
-            inv.infra.push(component(
-                format!("database {}", c.id),
-                c.endpoint.clone(),
-                &[
-                    ("arn", o(&c.arn)),
-                    ("engine", s(&c.engine)),
-                    ("status", s(&c.status)),
-                    ("writer", c.writer().map(|w| json!(w))),
-                    ("readers", Some(json!(readers))),
-                ],
-            ));
-        }
-        None => {}
-    }
+    inv.infra.extend(database_component(aws, r).await?);
     if let Some(id) = &r.cache {
         let c = aws.describe_cache_cluster(id).await?;
         inv.infra.push(component(
@@ -373,4 +283,123 @@ pub async fn inventory(aws: &AwsClients, r: &Resources) -> Result<Inventory> {
         ));
     }
     Ok(inv)
+}
+
+/// The group's members, its target groups and load balancers.
+async fn group_inventory(
+    aws: &AwsClients,
+    r: &Resources,
+    name: &str,
+    inv: &mut Inventory,
+) -> platform::Result<()> {
+    let group = aws.describe_group(name).await?;
+    let ids: Vec<String> = group
+        .members
+        .iter()
+        .map(|m| m.instance_id.clone())
+        .collect();
+    let ec2 = aws.instances(&ids).await?;
+    let mut health: BTreeMap<String, String> = BTreeMap::new();
+    let mut lbs = r.load_balancers.clone();
+    for tg in aws.target_groups_of_group(&group).await? {
+        for t in aws.target_health(&tg.arn).await? {
+            health.insert(t.instance_id, t.state);
+        }
+        inv.infra.push(component(
+            format!("target group {}", tg.name),
+            None,
+            &[
+                ("arn", s(&tg.arn)),
+                ("health_check", o(&tg.health_check_path)),
+            ],
+        ));
+        for lb in tg.load_balancer_arns {
+            if !lbs.contains(&lb) {
+                lbs.push(lb);
+            }
+        }
+    }
+    for m in &group.members {
+        let view = ec2.get(&m.instance_id);
+        inv.instances.push(InstanceInfo {
+            name: m.instance_id.clone(),
+            address: view.and_then(|v| v.private_ip.clone()),
+            zone: Some(m.availability_zone.clone()),
+            state: if m.leaving()
+                || view.is_some_and(|v| v.state != "running" && v.state != "pending")
+            {
+                InstanceState::Terminated
+            } else if m.in_service() {
+                InstanceState::Running
+            } else {
+                InstanceState::Booting
+            },
+            healthy: (!group.target_group_arns.is_empty())
+                .then(|| health.get(&m.instance_id).map(String::as_str) == Some("healthy")),
+            details: details(&[
+                ("lifecycle", s(&m.lifecycle_state)),
+                ("group_health", s(&m.health_status)),
+                ("instance_type", o(&m.instance_type)),
+            ]),
+        });
+    }
+    inv.infra.push(component(
+        format!("auto scaling group {}", group.name),
+        None,
+        &[
+            ("arn", o(&group.arn)),
+            ("desired", Some(json!(group.desired_capacity))),
+            ("min", Some(json!(group.min_size))),
+            ("max", Some(json!(group.max_size))),
+        ],
+    ));
+    for lb in aws.load_balancers(&lbs).await? {
+        inv.infra.push(component(
+            format!("load balancer {}", lb.name),
+            Some(lb.dns_name.clone()),
+            &[("arn", s(&lb.arn)), ("state", o(&lb.state))],
+        ));
+    }
+    Ok(())
+}
+
+/// The database the target names, with its engine, zones and replicas.
+async fn database_component(
+    aws: &AwsClients,
+    r: &Resources,
+) -> platform::Result<Option<ComponentInfo>> {
+    Ok(match &r.database {
+        Some(AwsDatabase::Instance(id)) => {
+            let db = aws.describe_db_instance(id).await?;
+            Some(component(
+                format!("database {}", db.id),
+                db.endpoint.clone(),
+                &[
+                    ("arn", o(&db.arn)),
+                    ("engine", s(&format!("{} {}", db.engine, db.engine_version))),
+                    ("status", s(&db.status)),
+                    ("multi_az", Some(json!(db.multi_az))),
+                    ("zone", o(&db.availability_zone)),
+                    ("standby_zone", o(&db.secondary_availability_zone)),
+                    ("read_replicas", Some(json!(db.read_replicas))),
+                ],
+            ))
+        }
+        Some(AwsDatabase::Cluster(id)) => {
+            let c = aws.describe_db_cluster(id).await?;
+            let readers: Vec<&str> = c.readers().collect();
+            Some(component(
+                format!("database {}", c.id),
+                c.endpoint.clone(),
+                &[
+                    ("arn", o(&c.arn)),
+                    ("engine", s(&c.engine)),
+                    ("status", s(&c.status)),
+                    ("writer", c.writer().map(|w| json!(w))),
+                    ("readers", Some(json!(readers))),
+                ],
+            ))
+        }
+        None => None,
+    })
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_yaml_ng::Value;
 
-use super::errors::{Error, Result};
+use crate::platform;
 
 /// The template `gameday up` and `run` create the stack from.
 pub const SHOP_TEMPLATE: &str = include_str!("../../../reference-app/aws/shop.yaml");
@@ -26,9 +26,9 @@ pub struct Declared {
 }
 
 /// The parameters a template declares, in its order.
-pub fn declared(template: &str) -> Result<Vec<Declared>> {
+pub fn declared(template: &str) -> platform::Result<Vec<Declared>> {
     let doc: Value = serde_yaml_ng::from_str(template).map_err(|e| {
-        Error::refused(
+        platform::Error::refused(
             "the shop's CloudFormation template",
             format!("is not YAML: {e}"),
         )
@@ -61,10 +61,11 @@ pub fn parameters(
     template: &str,
     given: &BTreeMap<String, String>,
     admin_token: Option<&str>,
-) -> Result<Vec<(String, String)>> {
+) -> platform::Result<Vec<(String, String)>> {
     let declared = declared(template)?;
-    let refuse =
-        |key: &str, reason: String| Error::refused(format!("target.parameters.{key}"), reason);
+    let refuse = |key: &str, reason: String| {
+        platform::Error::refused(format!("target.parameters.{key}"), reason)
+    };
     for key in given.keys() {
         match declared.iter().find(|d| &d.name == key) {
             None => {
@@ -95,7 +96,7 @@ pub fn parameters(
     for d in &declared {
         if d.name == ADMIN_TOKEN_PARAMETER {
             let token = admin_token.filter(|t| !t.is_empty()).ok_or_else(|| {
-                Error::refused(
+                platform::Error::refused(
                     "the stack's AdminToken",
                     format!(
                         "set {} to the shop's admin token (16 to 128 characters of A-Z a-z 0-9 . _ ~ -); \

@@ -202,21 +202,22 @@ impl Cluster {
     }
 
     /// Deletes the namespace (and with it the shop) and waits until the API
-    /// server answers 404 for it. A namespace that is already gone is fine.
-    pub async fn delete_namespace(&self) -> Result<()> {
+    /// server answers 404 for it. A namespace that is already gone is fine
+    /// (false: there was nothing to delete).
+    pub async fn delete_namespace(&self) -> Result<bool> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         match namespaces
             .delete(&self.namespace, &DeleteParams::default())
             .await
         {
             Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) if is_not_found(&e) => return Ok(false),
             Err(e) => return Err(api_error(format!("delete namespace {}", self.namespace))(e)),
         }
         let started = Instant::now();
         loop {
             let state = match namespaces.get(&self.namespace).await {
-                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(true),
                 Err(e) => return Err(api_error(format!("read namespace {}", self.namespace))(e)),
                 Ok(namespace) => namespace_state(&namespace),
             };

@@ -1,6 +1,6 @@
 //! What can go wrong when gameday talks to a Kubernetes cluster, in words an
 //! SRE can act on: which cluster, which namespace, which object, and what
-//! the API server said. It becomes `crate::Error::Kubernetes` at the seam.
+//! the API server said. It becomes `platform::Error::Kubernetes` at the seam.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -47,12 +47,6 @@ pub enum Error {
          (`deploy: true`) or set target.namespace to where it runs"
     )]
     NamespaceMissing { namespace: String },
-
-    #[error(
-        "namespace {namespace} does not exist yet: a run deploys the shop there first \
-         (`deploy: true`), and its pods and nodes are known only then"
-    )]
-    NotDeployedYet { namespace: String },
 
     #[error(
         "cannot {action}: the namespace is still being deleted (a previous `down`?); \
@@ -125,9 +119,6 @@ pub enum Error {
          -n {namespace} svc/web 8080:80` and entry-url: http://127.0.0.1:8080)"
     )]
     NoEntryUrl { namespace: String, why: String },
-
-    #[error("{action}: {why}")]
-    Refused { action: String, why: String },
 }
 
 /// Why one pod is not running: what the kubelet or the scheduler said.

@@ -10,12 +10,12 @@
 //! its pods (see `targets`).
 
 mod access;
+mod backend;
 mod cluster;
 mod deploy;
 pub mod errors;
 mod faults;
 mod inventory;
-mod lifecycle;
 pub mod manifests;
 mod targets;
 pub mod watch;
@@ -27,20 +27,19 @@ use std::{collections::BTreeMap, sync::Arc, sync::Mutex};
 
 use async_trait::async_trait;
 
+pub use backend::{KubernetesBackend, KubernetesSite, connect, prepared};
 pub use cluster::{Cluster, ClusterTarget, Identity, Timing};
 pub use errors::{Error, PodProblem};
 pub use faults::Action;
-pub use lifecycle::{attach, connect, deploy, down, open, preview, status, up};
 pub use targets::{describe, supports};
 
-use self::{
-    errors::Result,
-    faults::{BROKER, CACHE},
-    watch::Watchers,
-};
+use self::faults::{BROKER, CACHE};
 use crate::{
     events::{EventKind, EventLog},
-    platform::{Inventory, Platform, Support, Target, TargetKind, Undo},
+    platform::{
+        self, Inventory, Platform, Support, Target, TargetKind, Undo,
+        lifecycle::{Shop, Watchers, progress},
+    },
     scenario::{Fault, FaultKind, KubernetesTarget},
 };
 
@@ -52,29 +51,16 @@ use crate::{
 /// as good as a crash.
 pub const DATABASE_GRACE_SECONDS: u32 = 1;
 
-/// The environment variable that gives the shop's admin token.
-pub use crate::platform::ADMIN_TOKEN_ENV;
-
-/// How this process came to the shop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `plan`: read only; injecting is refused.
-    Preview,
-    /// `deploy: false`, `gameday inject`: the shop was there before.
-    Attached,
-    /// This run applied the manifests; `created` if the namespace was new.
-    Deployed { created: bool },
-}
-
 /// The shop on a Kubernetes cluster, for a run, `plan` or `inject`.
 pub struct KubernetesPlatform {
     cluster: Cluster,
     target: KubernetesTarget,
-    mode: Mode,
     entry_url: String,
     admin_token: Option<String>,
     events: Arc<EventLog>,
-    watchers: Option<Watchers>,
+    /// Whether a run's watchers start (tests that script every request
+    /// turn them off).
+    watching: bool,
     /// The replicas a lasting cache or broker fault will scale back to, as
     /// read before acting (or why they could not be), by StatefulSet.
     scale_undos: Mutex<BTreeMap<String, std::result::Result<i32, String>>>,
@@ -85,62 +71,33 @@ impl KubernetesPlatform {
     pub fn new(
         cluster: Cluster,
         target: KubernetesTarget,
-        mode: Mode,
         entry_url: String,
         events: Arc<EventLog>,
     ) -> Self {
         Self {
             cluster,
             target,
-            mode,
             entry_url,
-            admin_token: std::env::var(ADMIN_TOKEN_ENV)
-                .ok()
-                .filter(|t| !t.is_empty()),
+            admin_token: None,
             events,
-            watchers: None,
+            watching: true,
             scale_undos: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// The admin token, when the environment did not give one.
+    /// The shop's admin token (the manifests' secret).
     #[must_use]
     pub fn with_admin_token(mut self, token: Option<String>) -> Self {
-        if self.admin_token.is_none() {
-            self.admin_token = token;
-        }
+        self.admin_token = token;
         self
-    }
-
-    /// Starts the watchers, and waits (a bounded while) until each has
-    /// listed what is there, so what a fault does next is seen.
-    pub async fn watch(&mut self) {
-        let mut watchers = watch::spawn(&self.cluster, self.events.clone());
-        if !watchers
-            .wait_synced(std::time::Duration::from_secs(30))
-            .await
-        {
-            eprintln!(
-                "gameday: the cluster's watchers have not listed everything after 30 s; going on"
-            );
-        }
-        self.watchers = Some(watchers);
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.mode
     }
 
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }
 
-    fn refuse(&self, action: &str, why: impl Into<String>) -> crate::Error {
-        Error::Refused {
-            action: action.into(),
-            why: why.into(),
-        }
-        .into()
+    fn refuse(&self, action: &str, why: impl Into<String>) -> platform::Error {
+        platform::Error::refused(action, why)
     }
 
     /// Reads the replicas a StatefulSet will be scaled back to, before a
@@ -162,7 +119,7 @@ impl KubernetesPlatform {
     }
 
     /// Scales a StatefulSet to 0, only when its way back was read first.
-    async fn take_down(&self, statefulset: &str) -> Result<(), crate::Error> {
+    async fn take_down(&self, statefulset: &str) -> platform::Result<()> {
         let action = format!("take StatefulSet {statefulset} down");
         let read = self
             .scale_undos
@@ -216,18 +173,15 @@ impl Platform for KubernetesPlatform {
         describe(&self.target, fault)
     }
 
-    async fn inventory(&self) -> crate::Result<Inventory> {
-        let mut inventory = self.cluster.inventory().await.map_err(|e| self.why(e))?;
+    async fn inventory(&self) -> platform::Result<Inventory> {
+        let mut inventory = self.cluster.inventory().await?;
         inventory.entry_url = self.entry_url.clone();
         inventory.admin_token = self.admin_token.clone();
         Ok(inventory)
     }
 
-    async fn candidates(&self, fault: &FaultKind) -> crate::Result<Vec<Target>> {
-        self.cluster
-            .candidates(fault)
-            .await
-            .map_err(|e| self.why(e))
+    async fn candidates(&self, fault: &FaultKind) -> platform::Result<Vec<Target>> {
+        Ok(self.cluster.candidates(fault).await?)
     }
 
     async fn undo_for(&self, fault: &Fault, targets: &[Target]) -> Option<Undo> {
@@ -249,17 +203,11 @@ impl Platform for KubernetesPlatform {
     }
 
     /// Asks the API server whether this user may do what `fault` does.
-    async fn dry_run(&self, fault: &Fault, _targets: &[Target]) -> crate::Result<()> {
+    async fn dry_run(&self, fault: &Fault, _targets: &[Target]) -> platform::Result<()> {
         Ok(self.cluster.check_allowed(fault).await?)
     }
 
-    async fn inject(&self, fault: &Fault, targets: &[Target]) -> crate::Result<()> {
-        if self.mode == Mode::Preview {
-            return Err(self.refuse(
-                fault.kind.key(),
-                "this is a preview for `plan`: it acts on nothing",
-            ));
-        }
+    async fn inject(&self, fault: &Fault, targets: &[Target]) -> platform::Result<()> {
         match &fault.kind {
             FaultKind::KillPod { graceful, .. } => {
                 for t in targets {
@@ -291,10 +239,13 @@ impl Platform for KubernetesPlatform {
                     for action in actions {
                         tracing::info!(node = %t.id, ?action, "terminate-instance");
                         if let Action::DrainIncomplete { pods } = action {
-                            eprintln!(
-                                "gameday: node {}: evicted pods still there when the drain's time ran out: {}; deleting the node anyway",
-                                t.id,
-                                pods.join(", ")
+                            progress(
+                                &self.events,
+                                format!(
+                                    "node {}: evicted pods still there when the drain's time ran out: {}; deleting the node anyway",
+                                    t.id,
+                                    pods.join(", ")
+                                ),
                             );
                         }
                     }
@@ -324,7 +275,7 @@ impl Platform for KubernetesPlatform {
         Ok(())
     }
 
-    async fn undo(&self, undo: &Undo) -> crate::Result<()> {
+    async fn undo(&self, undo: &Undo) -> platform::Result<()> {
         match undo {
             Undo::Uncordon(node) => {
                 let outcome = self.cluster.uncordon(&node.id).await?;
@@ -352,36 +303,14 @@ impl Platform for KubernetesPlatform {
         }
     }
 
-    async fn shutdown(mut self: Box<Self>) {
-        if let Some(watchers) = self.watchers.take() {
-            watchers.stop().await;
-        }
-        if self.mode == (Mode::Deployed { created: true }) {
-            lifecycle::remove_namespace(&self.cluster).await;
-        } else if matches!(self.mode, Mode::Deployed { created: false }) {
-            eprintln!(
-                "gameday: leaving namespace {} in place: it was there before this run \
-                 (`gameday down --scenario FILE` deletes it)",
-                self.cluster.namespace()
-            );
-        }
-        if self.mode != Mode::Preview {
-            self.events.emit(EventKind::PlatformStopped {});
-        }
-    }
+    async fn shutdown(self: Box<Self>) {}
 }
 
-impl KubernetesPlatform {
-    /// A preview of a shop not deployed yet says so, instead of blaming the
-    /// missing namespace.
-    fn why(&self, e: Error) -> crate::Error {
-        match e {
-            Error::NamespaceMissing { namespace }
-                if self.mode == Mode::Preview && self.target.deploy =>
-            {
-                Error::NotDeployedYet { namespace }.into()
-            }
-            other => other.into(),
-        }
+#[async_trait]
+impl Shop for KubernetesPlatform {
+    async fn watch(&self) -> Option<Box<dyn Watchers>> {
+        self.watching.then(|| {
+            Box::new(watch::spawn(&self.cluster, self.events.clone())) as Box<dyn Watchers>
+        })
     }
 }

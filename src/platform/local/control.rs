@@ -12,9 +12,9 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::errors::{Error, Result};
 use super::stacks;
 use crate::{
-    errors::{Error, Result},
     platform::{FaultRequest, Injected},
     scenario::Fault,
 };
@@ -37,10 +37,7 @@ struct Response {
 /// Sends `fault` to the supervisor of the stack `gameday up` started.
 pub async fn send(fault: &Fault) -> Result<Injected> {
     let Some(current) = stacks::read_current().filter(|c| c.supervisor_alive()) else {
-        return Err(Error::Command {
-            name: "inject".into(),
-            detail: "no stack is up; start one with `gameday up --detach`".into(),
-        });
+        return Err(Error::NoStack);
     };
     let socket = current.run_dir.join(SOCKET);
     let io = |e| Error::io(&socket, e);
@@ -48,10 +45,7 @@ pub async fn send(fault: &Fault) -> Result<Injected> {
     let mut line = serde_json::to_string(&Request {
         fault: fault.clone(),
     })
-    .map_err(|e| Error::Command {
-        name: "inject".into(),
-        detail: e.to_string(),
-    })?;
+    .map_err(|e| Error::Supervisor(format!("the fault as JSON: {e}")))?;
     line.push('\n');
     stream.write_all(line.as_bytes()).await.map_err(io)?;
     let mut reply = String::new();
@@ -59,15 +53,13 @@ pub async fn send(fault: &Fault) -> Result<Injected> {
         .read_line(&mut reply)
         .await
         .map_err(io)?;
-    let response: Response = serde_json::from_str(&reply).map_err(|e| Error::Command {
-        name: "inject".into(),
-        detail: format!("the supervisor's answer `{}`: {e}", reply.trim()),
-    })?;
+    let response: Response = serde_json::from_str(&reply)
+        .map_err(|e| Error::Supervisor(format!("its answer `{}`: {e}", reply.trim())))?;
     match (response.injected, response.error) {
         (Some(i), None) => Ok(i),
-        (_, e) => Err(Error::Command {
-            name: fault.kind.key().into(),
-            detail: e.unwrap_or_else(|| "no answer".into()),
+        (_, e) => Err(Error::NotInjected {
+            fault: fault.kind.key().into(),
+            why: e.unwrap_or_else(|| "no answer".into()),
         }),
     }
 }

@@ -19,11 +19,9 @@ use std::{
 
 use sqlx::{Row, mysql::MySqlConnection};
 
+use super::errors::{Error, Result};
 use super::infra::{ADMIN_USER, MariaDb, MariaDbOptions, Server};
-use crate::{
-    errors::{Error, Result},
-    events::{EventKind, EventLog},
-};
+use crate::events::{EventKind, EventLog};
 
 pub struct DatabasePair {
     pub primary: MariaDb,
@@ -44,13 +42,9 @@ pub fn point_writer(file: &Path, addr: SocketAddr) -> Result<()> {
 /// The address the writer file names.
 pub fn read_writer(file: &Path) -> Result<SocketAddr> {
     let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-    text.trim().parse().map_err(|_| Error::Command {
-        name: "database writer".into(),
-        detail: format!(
-            "{}: expected host:port, found {:?}",
-            file.display(),
-            text.trim()
-        ),
+    text.trim().parse().map_err(|_| Error::BadWriterFile {
+        path: file.to_path_buf(),
+        found: text.trim().to_string(),
     })
 }
 
@@ -110,10 +104,7 @@ impl DatabasePair {
         rebuild: bool,
     ) -> Result<FailoverReport> {
         let Some(standby) = self.standby.take() else {
-            return Err(Error::Command {
-                name: "db failover".into(),
-                detail: "there is no standby to promote".into(),
-            });
+            return Err(Error::Failover("there is no standby to promote"));
         };
         let old_primary = self.primary_name();
         let new_primary = format!("mariadb-{}", standby.options.server_id);
@@ -225,10 +216,9 @@ async fn wait_semi_sync(primary: &MariaDb) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(Error::Command {
-        name: "replication".into(),
-        detail: "the standby did not attach as a semi-synchronous replica in 10 s".into(),
-    })
+    Err(Error::Failover(
+        "the standby did not attach as a semi-synchronous replica in 10 s",
+    ))
 }
 
 /// Waits until the SQL thread has applied every event the IO thread received.
@@ -247,10 +237,9 @@ async fn wait_relay_log_applied(conn: &mut MySqlConnection) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    Err(Error::Command {
-        name: "db failover".into(),
-        detail: "the standby did not finish applying its relay log in 10 s".into(),
-    })
+    Err(Error::Failover(
+        "the standby did not finish applying its relay log in 10 s",
+    ))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::{net::SocketAddr, time::Instant};
 
 use nix::sys::signal::Signal;
 
+use super::errors::{Error, Result};
 use super::{
     LocalPlatform,
     database::FailoverReport,
@@ -15,7 +16,6 @@ use super::{
     state::{Instance, instance_address},
 };
 use crate::{
-    errors::{Error, Result},
     events::{EventKind, ServerRole},
     platform::{InstanceState, Support, Target, TargetKind},
     scenario::{Fault, FaultKind, Topology},
@@ -236,9 +236,9 @@ impl LocalPlatform {
             }
         }
         if hit.is_empty() {
-            return Err(Error::Command {
-                name: "kill replica".into(),
-                detail: format!("no running replica matches `{selector}`"),
+            return Err(Error::NothingToHit {
+                fault: "kill-pod",
+                why: format!("no running replica matches `{selector}`"),
             });
         }
         Ok(hit)
@@ -254,9 +254,9 @@ impl LocalPlatform {
             .iter()
             .position(|i| i.name == name && i.state != InstanceState::Terminated)
         else {
-            return Err(Error::Command {
-                name: "terminate instance".into(),
-                detail: format!("no live instance `{name}`"),
+            return Err(Error::NothingToHit {
+                fault: "terminate-instance",
+                why: format!("no live instance `{name}`"),
             });
         };
         st.instances[idx].state = InstanceState::Terminated;

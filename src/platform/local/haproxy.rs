@@ -30,8 +30,8 @@ use std::{
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::errors::{Error, Result};
 use super::process::{Supervised, find_program, wait_until};
-use crate::errors::{Error, Result};
 
 /// Which service owns which public path prefix (first match wins; the rest
 /// goes to web).
@@ -52,11 +52,11 @@ const CHECK: &str = "check inter 2s fastinter 500ms downinter 1s fall 2 rise 1 \
                      observe layer4 error-limit 1 on-error fastinter";
 
 /// How long HAProxy keeps an idle client connection open. Clients must drop
-/// idle connections sooner (see `load::CLIENT_IDLE`): a request sent on a
+/// idle connections sooner (see `shop::CLIENT_IDLE`): a request sent on a
 /// connection the server is closing at that moment fails, and with think
 /// times around this value that race cost run 2 of black-friday 33 requests.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
-const _: () = assert!(crate::load::CLIENT_IDLE.as_millis() + 2000 <= KEEP_ALIVE.as_millis());
+const _: () = assert!(crate::shop::CLIENT_IDLE.as_millis() + 2000 <= KEEP_ALIVE.as_millis());
 
 /// Server slots per backend: the most replicas of one service that can be
 /// in rotation at once (autoscaling's `max`, plus replacements starting
@@ -168,9 +168,9 @@ impl Haproxy {
         match check {
             Ok(out) if out.status.success() => {}
             Ok(out) => {
-                return Err(Error::Command {
-                    name: "haproxy -c".into(),
-                    detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+                return Err(Error::ProgramFailed {
+                    program: "haproxy -c".into(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
                 });
             }
             Err(source) => {
@@ -306,10 +306,7 @@ impl RuntimeApi {
     fn slot(&self, backend: &str, server: &str) -> Result<String> {
         match self.slots().slot_of(backend, server) {
             Some(n) => Ok(format!("{backend}/{SLOT}{n}")),
-            None => Err(Error::Command {
-                name: "haproxy runtime API".into(),
-                detail: format!("{server} is not in {backend}"),
-            }),
+            None => Err(Error::Balancer(format!("{server} is not in {backend}"))),
         }
     }
 
@@ -325,10 +322,7 @@ impl RuntimeApi {
         match tokio::time::timeout(Duration::from_secs(5), exchange).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(Error::io(&self.socket, e)),
-            Err(_) => Err(Error::Command {
-                name: "haproxy runtime API".into(),
-                detail: format!("`{command}` timed out"),
-            }),
+            Err(_) => Err(Error::Balancer(format!("`{command}` timed out"))),
         }
     }
 
@@ -340,10 +334,7 @@ impl RuntimeApi {
             "Invalid", "invalid",
         ];
         if failed.iter().any(|f| trimmed.contains(f)) {
-            return Err(Error::Command {
-                name: "haproxy runtime API".into(),
-                detail: format!("`{command}`: {trimmed}"),
-            });
+            return Err(Error::Balancer(format!("`{command}`: {trimmed}")));
         }
         Ok(())
     }
@@ -352,10 +343,9 @@ impl RuntimeApi {
     /// (it receives traffic once its first check passes).
     pub async fn add_server(&self, backend: &str, server: &str, addr: SocketAddr) -> Result<()> {
         let Some(n) = self.slots().take(backend, server) else {
-            return Err(Error::Command {
-                name: "haproxy runtime API".into(),
-                detail: format!("{backend} has no free slot for {server} (it has {SLOTS})"),
-            });
+            return Err(Error::Balancer(format!(
+                "{backend} has no free slot for {server} (it has {SLOTS})"
+            )));
         };
         let slot = format!("{backend}/{SLOT}{n}");
         let added = async {
@@ -413,10 +403,7 @@ impl RuntimeApi {
             .iter()
             .all(|c| header.contains(c))
         {
-            return Err(Error::Command {
-                name: "haproxy show stat".into(),
-                detail: "unexpected header".into(),
-            });
+            return Err(Error::Balancer("`show stat`: unexpected header".into()));
         }
         Ok(lines
             .filter(|l| !l.is_empty())

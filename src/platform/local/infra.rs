@@ -14,8 +14,8 @@ use std::{
 use sqlx::{Connection, mysql::MySqlConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::errors::{Error, Result};
 use super::process::{Supervised, accepts_tcp, find_program, free_port, wait_until};
-use crate::errors::{Error, Result};
 
 /// A server gameday runs: how to launch it, and the lifecycle every server
 /// shares (kill, graceful stop, restart on the same address and data).
@@ -259,9 +259,9 @@ impl MariaDb {
                 source,
             })?;
         if !output.status.success() {
-            return Err(Error::Command {
-                name: "mariadb-install-db".into(),
-                detail: String::from_utf8_lossy(&output.stderr).into_owned(),
+            return Err(Error::ProgramFailed {
+                program: "mariadb-install-db".into(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             });
         }
         Ok(())
@@ -400,9 +400,8 @@ impl MariaDb {
         .await
         {
             Ok(conn) => Ok(conn?),
-            Err(_) => Err(Error::Command {
-                name: format!("mariadb-{}", self.options.server_id),
-                detail: "connecting timed out".into(),
+            Err(_) => Err(Error::DatabaseTimeout {
+                server: format!("mariadb-{}", self.options.server_id),
             }),
         }
     }

@@ -11,13 +11,15 @@
 //! event.
 
 mod autoscaler;
+mod backend;
 pub mod control;
 mod cost;
 pub mod database;
+mod errors;
 mod faults;
 pub mod haproxy;
 pub mod infra;
-mod preview;
+mod plan;
 pub mod process;
 mod reconcile;
 pub mod shop;
@@ -41,9 +43,11 @@ use tokio_util::sync::CancellationToken;
 pub use autoscaler::{
     Autoscaler, CPU_REQUEST_CORES, Observation, SCALE_IN_WINDOW, STEP_TIMEOUT, TOLERANCE, recommend,
 };
+pub use backend::LocalBackend;
 pub use faults::{describe, supports};
-pub use preview::Preview;
 
+pub use self::errors::Error;
+use self::errors::Result;
 use self::{
     database::DatabasePair,
     haproxy::{Haproxy, HaproxyConfig, RuntimeApi},
@@ -54,9 +58,8 @@ use self::{
     state::{INFRA_IP, Infra, Instance, Shared, State, instance_address},
 };
 use crate::{
-    errors::{Error, Result},
     events::{EventKind, EventLog},
-    platform::{InstanceState, Inventory, Platform, Support, Target, Undo},
+    platform::{self, InstanceState, Inventory, Platform, Support, Target, Undo, lifecycle::Shop},
     scenario::{Fault, FaultKind, Topology},
     shop::SERVICES,
 };
@@ -78,18 +81,21 @@ pub fn preflight() -> Result<()> {
     Ok(())
 }
 
-impl LocalPlatform {
-    /// Starts everything and waits until every replica is serving.
-    pub async fn up(run_dir: &Path, topology: Topology, events: Arc<EventLog>) -> Result<Self> {
-        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-        events.emit(EventKind::PlatformStarting {
-            detail: Some(format!(
-                "local: {} instances, files in {}",
-                topology.instances,
-                run_dir.display()
-            )),
-        });
-        let infra_dir = run_dir.join("infra");
+/// The servers a local stack runs beside the shop, started.
+struct Servers {
+    redis: Redis,
+    db: DatabasePair,
+    rabbit: RabbitMq,
+    haproxy: Haproxy,
+    entry: SocketAddr,
+    internal: BTreeMap<String, SocketAddr>,
+    writer_file: std::path::PathBuf,
+}
+
+impl Servers {
+    /// MariaDB (primary and standby), Redis and RabbitMQ at once, then
+    /// HAProxy in front of the services' internal addresses.
+    async fn start(infra_dir: &Path, events: &EventLog) -> Result<Self> {
         let (redis, db, rabbit) = tokio::join!(
             Redis::start(infra_dir.join("redis"), INFRA_IP, None),
             DatabasePair::start(infra_dir.join("mariadb"), INFRA_IP),
@@ -106,7 +112,6 @@ impl LocalPlatform {
                 address: Some(address.to_string()),
             });
         }
-
         let internal: BTreeMap<String, SocketAddr> = SERVICES
             .iter()
             .map(|s| {
@@ -129,8 +134,19 @@ impl LocalPlatform {
             component: "load balancer".into(),
             address: Some(entry.to_string()),
         });
+        Ok(Self {
+            redis,
+            db,
+            rabbit,
+            haproxy,
+            entry,
+            internal,
+            writer_file,
+        })
+    }
 
-        let admin_token = uuid::Uuid::new_v4().simple().to_string();
+    /// The shop's settings: the servers' URLs, the writer file, secrets.
+    fn shop_env(&self, admin_token: &str) -> ShopEnv {
         let mut env = ShopEnv::default();
         // The shop connects straight to the primary and follows the writer
         // file on failover, as clients follow RDS's DNS name: no proxy in
@@ -139,39 +155,61 @@ impl LocalPlatform {
             "mysql_url",
             format!(
                 "mysql://shop:shop@{}/shop?ssl-mode=disabled",
-                db.primary.addr
+                self.db.primary.addr
             ),
         )
-        .set("mysql_writer_file", writer_file.display())
-        .set("redis_url", redis.url())
-        .set("amqp_url", rabbit.url())
-        .set("admin_token", &admin_token)
+        .set("mysql_writer_file", self.writer_file.display())
+        .set("redis_url", self.redis.url())
+        .set("amqp_url", self.rabbit.url())
+        .set("admin_token", admin_token)
         .set("jwt_secret", uuid::Uuid::new_v4().simple())
         .set("drain_delay", "1200ms")
         .set("grace_period", "10s");
-        env.set_service_urls(|service| format!("http://{}", internal[service]));
+        env.set_service_urls(|service| format!("http://{}", self.internal[service]));
+        env
+    }
+}
 
-        let placement = state::initial_placement(&topology);
-        let instances: Vec<Instance> = (0..topology.instances)
-            .map(|i| Instance {
-                name: format!("i-{}", i + 1),
-                address: instance_address(i),
-                state: InstanceState::Running,
-                boots_at: None,
-            })
-            .collect();
-        for i in &instances {
-            events.emit(EventKind::InstanceRunning {
-                instance: i.name.clone(),
-                address: Some(i.address.to_string()),
-                zone: None,
-            });
-        }
-        let lb = haproxy.api();
+/// The topology's first instances, running, each said as an event.
+fn first_instances(topology: &Topology, events: &EventLog) -> Vec<Instance> {
+    let instances: Vec<Instance> = (0..topology.instances)
+        .map(|i| Instance {
+            name: format!("i-{}", i + 1),
+            address: instance_address(i),
+            state: InstanceState::Running,
+            boots_at: None,
+        })
+        .collect();
+    for i in &instances {
+        events.emit(EventKind::InstanceRunning {
+            instance: i.name.clone(),
+            address: Some(i.address.to_string()),
+            zone: None,
+        });
+    }
+    instances
+}
+
+impl LocalPlatform {
+    /// Starts everything and waits until every replica is serving.
+    pub async fn start(run_dir: &Path, topology: Topology, events: Arc<EventLog>) -> Result<Self> {
+        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+        let servers = Servers::start(&run_dir.join("infra"), &events).await?;
+        let admin_token = uuid::Uuid::new_v4().simple().to_string();
+        let env = servers.shop_env(&admin_token);
+        let Servers {
+            redis,
+            db,
+            rabbit,
+            haproxy,
+            entry,
+            writer_file,
+            ..
+        } = servers;
         let shared = Arc::new(Shared {
             run_dir: run_dir.to_path_buf(),
             events: events.clone(),
-            lb,
+            lb: haproxy.api(),
             entry,
             writer_file,
             admin_token,
@@ -182,9 +220,9 @@ impl LocalPlatform {
                 .unwrap_or_default(),
             shutdown: CancellationToken::new(),
             state: Mutex::new(State {
-                instances,
+                instances: first_instances(&topology, &events),
                 replicas: Vec::new(),
-                placement,
+                placement: state::initial_placement(&topology),
                 next_instance: topology.instances,
                 counters: BTreeMap::new(),
                 infra: Infra {
@@ -212,9 +250,6 @@ impl LocalPlatform {
             .tasks
             .push(tokio::spawn(autoscaler::autoscale_loop(shared.clone())));
         platform.wait_all_serving(Duration::from_secs(120)).await?;
-        events.emit(EventKind::PlatformReady {
-            entry_url: platform.shared.entry_url.clone(),
-        });
         Ok(platform)
     }
 
@@ -249,13 +284,10 @@ impl LocalPlatform {
     pub async fn wait_all_serving(&self, timeout: Duration) -> Result<()> {
         reconcile::wait_all_serving(&self.shared, timeout)
             .await
-            .map_err(|waiting| Error::Command {
-                name: "gameday up".into(),
-                detail: format!(
-                    "not serving after {timeout:?}: {}; see {}/logs",
-                    waiting.join(", "),
-                    self.shared.run_dir.display()
-                ),
+            .map_err(|waiting| Error::NotServing {
+                waited: timeout,
+                waiting,
+                logs: self.shared.run_dir.join("logs"),
             })
     }
 
@@ -299,7 +331,6 @@ impl LocalPlatform {
         st.infra.rabbit.stop();
         st.infra.redis.stop();
         st.infra.db.kill_all();
-        self.shared.events.emit(EventKind::PlatformStopped {});
     }
 }
 
@@ -339,11 +370,11 @@ impl Platform for LocalPlatform {
         describe(&self.shared.topology, fault)
     }
 
-    async fn inventory(&self) -> Result<Inventory> {
+    async fn inventory(&self) -> platform::Result<Inventory> {
         Ok(self.status().await)
     }
 
-    async fn candidates(&self, fault: &FaultKind) -> Result<Vec<Target>> {
+    async fn candidates(&self, fault: &FaultKind) -> platform::Result<Vec<Target>> {
         Ok(self.candidates_now(fault).await)
     }
 
@@ -356,21 +387,21 @@ impl Platform for LocalPlatform {
         }
     }
 
-    async fn inject(&self, fault: &Fault, targets: &[Target]) -> Result<()> {
-        self.act(fault, targets).await
+    async fn inject(&self, fault: &Fault, targets: &[Target]) -> platform::Result<()> {
+        Ok(self.act(fault, targets).await?)
     }
 
-    async fn undo(&self, undo: &Undo) -> Result<()> {
+    async fn undo(&self, undo: &Undo) -> platform::Result<()> {
         match undo {
             Undo::Start(target) => match faults::role_of(target) {
-                Some(role) => self.start_server(role).await,
+                Some(role) => Ok(self.start_server(role).await?),
                 None => Err(unsupported_undo(undo)),
             },
             other => Err(unsupported_undo(other)),
         }
     }
 
-    async fn sample(&self) -> crate::platform::Sample {
+    async fn sample(&self) -> platform::Sample {
         self.measure().await
     }
 
@@ -379,12 +410,11 @@ impl Platform for LocalPlatform {
     }
 }
 
-fn unsupported_undo(undo: &Undo) -> Error {
-    Error::Command {
-        name: "undo".into(),
-        detail: format!(
-            "the local platform cannot {}: it never registers such an undo",
-            undo.describe()
-        ),
-    }
+impl Shop for LocalPlatform {}
+
+fn unsupported_undo(undo: &Undo) -> platform::Error {
+    platform::Error::refused(
+        format!("undo ({})", undo.describe()),
+        "the local platform never registers such an undo",
+    )
 }

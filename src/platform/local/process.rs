@@ -17,7 +17,7 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::errors::{Error, Result};
+use super::errors::{Error, Result};
 
 /// Every live child's process group, so a last-resort cleanup can kill them
 /// all without the structures that own them (see [`kill_all_children`]).

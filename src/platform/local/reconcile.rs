@@ -13,13 +13,14 @@ use std::{
 
 use nix::sys::signal::Signal;
 
+use super::errors::Result;
 use super::{
     haproxy::backend,
     process::free_port,
     shop::Replica,
     state::{ReplicaEntry, Shared, State, inventory, write_status},
 };
-use crate::{errors::Result, events::EventKind, platform::InstanceState, shop::SERVICES};
+use crate::{events::EventKind, platform::InstanceState, shop::SERVICES};
 
 const RECONCILE_EVERY: Duration = Duration::from_millis(250);
 /// A replica asked to stop is killed after this.

@@ -9,8 +9,8 @@ use std::{
     time::Duration,
 };
 
+use super::errors::{Error, Result};
 use super::process::{Supervised, wait_until};
-use crate::errors::{Error, Result};
 
 pub const SERVICES: [&str; 6] = ["web", "user", "catalogue", "cart", "orders", "shipping"];
 
@@ -33,13 +33,7 @@ pub fn binary(service: &str) -> Result<PathBuf> {
     if path.is_file() {
         Ok(path)
     } else {
-        Err(Error::Command {
-            name: format!("shop-{service}"),
-            detail: format!(
-                "{} not found: build the shop with `cargo build --workspace --bins` (or set GAMEDAY_SHOP_BIN_DIR)",
-                path.display()
-            ),
-        })
+        Err(Error::MissingShopBinary { path })
     }
 }
 

@@ -6,11 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::errors::{Error, Result};
 use super::process::pid_alive;
-use crate::{
-    errors::{Error, Result},
-    platform::Inventory,
-};
+use crate::platform::Inventory;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CurrentStack {

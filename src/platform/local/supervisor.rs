@@ -20,16 +20,17 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    LocalPlatform, control,
+    LocalBackend, control,
+    errors::{Error, Result},
     process::{group_rss_kib, log_tail, pid_alive},
     stacks::{self, CurrentStack},
 };
 use crate::{
-    errors::{Error, Result},
     events::EventLog,
-    exit_codes,
-    platform::{FaultRequest, Inventory, Platform, Usage},
-    scenario::Topology,
+    platform::{
+        FaultRequest, Kept, Platform, Purpose, Removed, StatusReport, StopCause, UpReport, Usage,
+        lifecycle,
+    },
 };
 
 /// What a supervisor tells the shell that started it, once ready.
@@ -42,57 +43,45 @@ struct Ready {
 
 /// A stack this process started and keeps until told to stop.
 pub struct Supervisor {
-    platform: LocalPlatform,
-    run_dir: PathBuf,
+    platform: Box<dyn Platform>,
+    events: Arc<EventLog>,
+    ready: Ready,
     requests: Option<mpsc::Receiver<FaultRequest>>,
     stop: CancellationToken,
-    code: Arc<std::sync::atomic::AtomicI32>,
+    cause: Arc<std::sync::Mutex<StopCause>>,
     control: JoinHandle<Result<()>>,
     control_stop: CancellationToken,
 }
 
-/// How `start` ended.
-pub enum Started {
-    Running(Box<Supervisor>),
-    /// Stopped before it was ready (exit code).
-    Stopped(i32),
-}
-
 /// Refuses a second stack while one is up.
-pub fn refuse_second() -> Option<String> {
-    stacks::read_current()
-        .filter(CurrentStack::supervisor_alive)
-        .map(|c| {
-            format!(
-                "a stack is already up (supervisor pid {}, files in {}); run `gameday down` first",
-                c.supervisor_pid,
-                c.run_dir.display()
-            )
-        })
+pub fn refuse_second() -> Result<()> {
+    match stacks::read_current().filter(CurrentStack::supervisor_alive) {
+        Some(c) => Err(Error::AlreadyUp {
+            pid: c.supervisor_pid,
+            run_dir: c.run_dir,
+        }),
+        None => Ok(()),
+    }
 }
 
-/// Starts the stack in this process and serves `inject` requests.
-pub async fn start(topology: Topology, run_dir: PathBuf, detached: bool) -> Result<Started> {
+/// Starts the stack in this process (the lifecycle of every platform) and
+/// serves `inject` requests; None when Ctrl-C or SIGTERM came first (what
+/// was started is stopped).
+pub async fn start(backend: LocalBackend, run_dir: PathBuf) -> Result<Option<Supervisor>> {
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     let started = Instant::now();
     let events = Arc::new(EventLog::new(Some(&run_dir.join("events.jsonl")))?);
-    if !detached {
-        eprintln!(
-            "gameday: starting the shop ({} instances); files in {}",
-            topology.instances,
-            run_dir.display()
-        );
-    }
     let signal_error = |e| Error::io("signal handler", e);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(signal_error)?;
+    let purpose = Purpose::Run {
+        files: run_dir.clone(),
+    };
+    let opened = lifecycle::open(Arc::new(backend), purpose, events.clone());
     let platform = tokio::select! {
-        p = LocalPlatform::up(&run_dir, topology, events) => p?,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("gameday: interrupted while starting; everything started was stopped");
-            return Ok(Started::Stopped(exit_codes::INTERRUPTED));
-        }
-        _ = term.recv() => return Ok(Started::Stopped(exit_codes::OK)),
+        p = opened => p.map_err(|e| Error::Supervisor(e.to_string()))?,
+        _ = tokio::signal::ctrl_c() => return Ok(None),
+        _ = term.recv() => return Ok(None),
     };
     stacks::write_current(&CurrentStack {
         run_dir: run_dir.clone(),
@@ -100,7 +89,7 @@ pub async fn start(topology: Topology, run_dir: PathBuf, detached: bool) -> Resu
         started_at: chrono::Utc::now().to_rfc3339(),
     })?;
     let ready = Ready {
-        entry_url: platform.entry_url(),
+        entry_url: platform.entry_url().to_string(),
         seconds: started.elapsed().as_secs_f64(),
         run_dir: run_dir.clone(),
     };
@@ -110,98 +99,111 @@ pub async fn start(topology: Topology, run_dir: PathBuf, detached: bool) -> Resu
         serde_json::to_string(&ready).unwrap_or_default(),
     )
     .map_err(|e| Error::io(&ready_path, e))?;
-    if !detached {
-        print_ready(&ready);
-        println!("Press Ctrl-C (or run `gameday down`) to stop everything.");
-    }
     let stop = CancellationToken::new();
-    let code = Arc::new(std::sync::atomic::AtomicI32::new(exit_codes::OK));
+    let cause = Arc::new(std::sync::Mutex::new(StopCause::Terminated));
     {
-        let (stop, code) = (stop.clone(), code.clone());
+        let (stop, cause) = (stop.clone(), cause.clone());
         tokio::spawn(async move {
             let c = tokio::select! {
-                _ = tokio::signal::ctrl_c() => exit_codes::INTERRUPTED,
-                _ = term.recv() => exit_codes::OK,
+                _ = tokio::signal::ctrl_c() => StopCause::Interrupted,
+                _ = term.recv() => StopCause::Terminated,
             };
-            code.store(c, std::sync::atomic::Ordering::SeqCst);
+            set_cause(&cause, c);
             stop.cancel();
         });
     }
     let (tx, rx) = mpsc::channel(8);
     let control_stop = CancellationToken::new();
     let control = {
-        let (dir, control_stop, stop, code) = (
+        let (dir, control_stop, stop, cause) = (
             run_dir.clone(),
             control_stop.clone(),
             stop.clone(),
-            code.clone(),
+            cause.clone(),
         );
         tokio::spawn(async move {
             let served = control::serve(&dir, tx, control_stop).await;
-            if let Err(e) = &served {
-                eprintln!("gameday: the control socket failed: {e}");
-                code.store(exit_codes::ERROR, std::sync::atomic::Ordering::SeqCst);
+            if served.is_err() {
+                set_cause(&cause, StopCause::Failed);
                 stop.cancel();
             }
             served
         })
     };
-    Ok(Started::Running(Box::new(Supervisor {
+    Ok(Some(Supervisor {
         platform,
-        run_dir,
+        events,
+        ready,
         requests: Some(rx),
         stop,
-        code,
+        cause,
         control,
         control_stop,
-    })))
+    }))
 }
 
-impl Supervisor {
-    pub fn platform(&self) -> &dyn Platform {
-        &self.platform
+fn set_cause(cause: &std::sync::Mutex<StopCause>, c: StopCause) {
+    if let Ok(mut guard) = cause.lock() {
+        *guard = c;
+    }
+}
+
+impl Ready {
+    fn report(&self, notes: Vec<String>) -> UpReport {
+        UpReport {
+            place: format!(
+                "the shop on this machine, ready after {:.1} s",
+                self.seconds
+            ),
+            created: true,
+            entry_url: self.entry_url.clone(),
+            notes: [
+                vec![format!("files: {}", self.run_dir.display())],
+                notes,
+                vec!["status: gameday status".into()],
+            ]
+            .concat(),
+            remove_with: "Ctrl-C here (or `gameday down` from any shell) stops everything".into(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Kept for Supervisor {
+    fn report(&self) -> UpReport {
+        self.ready.report(Vec::new())
     }
 
-    pub fn events(&self) -> &EventLog {
-        self.platform.events()
+    fn platform(&self) -> &dyn Platform {
+        &*self.platform
     }
 
-    /// The faults `gameday inject` sends (taken once).
-    pub fn take_requests(&mut self) -> Option<mpsc::Receiver<FaultRequest>> {
+    fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    fn take_requests(&mut self) -> Option<mpsc::Receiver<FaultRequest>> {
         self.requests.take()
     }
 
-    /// Cancelled when the stack must stop (Ctrl-C, SIGTERM, `gameday down`).
-    pub fn stopping(&self) -> CancellationToken {
+    fn stopping(&self) -> CancellationToken {
         self.stop.clone()
     }
 
-    /// Stops serving, stops the stack, forgets it; the exit code.
-    pub async fn finish(self) -> i32 {
+    /// Stops serving, stops the stack, forgets it.
+    async fn finish(self: Box<Self>) -> StopCause {
         self.control_stop.cancel();
         let _ = self.control.await;
-        eprintln!("gameday: stopping the shop");
         self.platform.shutdown().await;
-        stacks::clear_current(Some(&self.run_dir));
-        eprintln!("gameday: stopped");
-        self.code.load(std::sync::atomic::Ordering::SeqCst)
+        stacks::clear_current(Some(&self.ready.run_dir));
+        self.cause.lock().map_or(StopCause::Terminated, |c| *c)
     }
-}
-
-fn print_ready(ready: &Ready) {
-    println!("The shop is ready after {:.1} s.", ready.seconds);
-    println!("  storefront: {}", ready.entry_url);
-    println!("  files:      {}", ready.run_dir.display());
-    println!("  status:     gameday status");
 }
 
 /// Starts a supervisor process (`gameday up --supervise`) and returns once
 /// the shop is ready.
-pub async fn detach(scenario: Option<&Path>, run_dir: &Path) -> Result<i32> {
-    let failed = |detail: String| Error::Command {
-        name: "gameday up --detach".into(),
-        detail,
-    };
+pub async fn detach(scenario: Option<&Path>, run_dir: &Path) -> Result<UpReport> {
+    let failed = Error::Supervisor;
     std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
     let log_path = run_dir.join("supervisor.log");
     let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
@@ -228,21 +230,14 @@ pub async fn detach(scenario: Option<&Path>, run_dir: &Path) -> Result<i32> {
     let mut child = cmd
         .spawn()
         .map_err(|e| failed(format!("starting the supervisor: {e}")))?;
-    eprintln!(
-        "gameday: starting the shop in the background; files in {}",
-        run_dir.display()
-    );
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         if let Ok(text) = std::fs::read_to_string(run_dir.join("ready.json"))
             && let Ok(ready) = serde_json::from_str::<Ready>(&text)
         {
-            print_ready(&ready);
-            println!(
-                "  supervisor: pid {} (stop everything with `gameday down`)",
-                child.id()
-            );
-            return Ok(exit_codes::OK);
+            let mut report = ready.report(vec![format!("supervisor: pid {}", child.id())]);
+            report.remove_with = "`gameday down` stops everything".into();
+            return Ok(report);
         }
         if let Some(status) = child.try_wait().map_err(|e| Error::io("supervisor", e))? {
             return Err(failed(format!(
@@ -271,18 +266,20 @@ fn pid_of(details: &std::collections::BTreeMap<String, serde_json::Value>) -> Op
 /// Stops the stack `gameday up` started, from any shell: asks the
 /// supervisor to stop, kills whatever a dead supervisor left behind, and
 /// checks that no process remains and the storefront port is free.
-pub async fn down() -> Result<i32> {
+pub async fn down() -> Result<Removed> {
+    let what = "the local stack".to_string();
     let Some(current) = stacks::read_current() else {
-        println!("No stack is up.");
-        return Ok(exit_codes::OK);
+        return Ok(Removed {
+            what,
+            place: "on this machine".into(),
+            existed: false,
+            notes: Vec::new(),
+        });
     };
     let status = current.status();
     let started = Instant::now();
+    let mut notes = Vec::new();
     if current.supervisor_alive() {
-        println!(
-            "Stopping the stack (supervisor pid {})...",
-            current.supervisor_pid
-        );
         let pid = Pid::from_raw(current.supervisor_pid as i32);
         let _ = kill(pid, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -290,7 +287,10 @@ pub async fn down() -> Result<i32> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if pid_alive(current.supervisor_pid) {
-            eprintln!("gameday: the supervisor did not stop in 90 s; killing it");
+            notes.push(format!(
+                "the supervisor (pid {}) did not stop in 90 s and was killed",
+                current.supervisor_pid
+            ));
             let _ = kill(pid, Signal::SIGKILL);
         }
     }
@@ -319,8 +319,7 @@ pub async fn down() -> Result<i32> {
         .collect();
     stacks::clear_current(None);
     if !still.is_empty() {
-        eprintln!("gameday: these processes survived: {}", still.join(", "));
-        return Ok(exit_codes::ERROR);
+        return Err(Error::Survived { pids: still });
     }
     if let Some(s) = &status
         && let Some(addr) = s
@@ -329,32 +328,34 @@ pub async fn down() -> Result<i32> {
             .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
         && std::net::TcpListener::bind(addr).is_err()
     {
-        eprintln!("gameday: {addr} is still in use");
-        return Ok(exit_codes::ERROR);
+        return Err(Error::PortInUse { addr });
     }
     if leftovers > 0 {
-        println!("Killed {leftovers} process group(s) the supervisor left behind.");
+        notes.push(format!(
+            "killed {leftovers} process group(s) the supervisor left behind"
+        ));
     }
-    println!(
-        "Stopped in {:.1} s; no process of the stack remains.",
+    notes.push(format!(
+        "stopped in {:.1} s; no process of the stack remains",
         started.elapsed().as_secs_f64()
-    );
-    Ok(exit_codes::OK)
+    ));
+    Ok(Removed {
+        what,
+        place: "on this machine".into(),
+        existed: true,
+        notes,
+    })
 }
 
 /// The stack `gameday up` started, as its status file says, with each
 /// process group's resident memory; and whether its supervisor is alive.
-pub fn status() -> Result<Option<(Inventory, bool)>> {
+pub fn status() -> Result<Option<StatusReport>> {
     let Some(current) = stacks::read_current() else {
         return Ok(None);
     };
     let Some(mut inventory) = current.status() else {
-        return Err(Error::Command {
-            name: "status".into(),
-            detail: format!(
-                "the stack in {} has no status file yet",
-                current.run_dir.display()
-            ),
+        return Err(Error::NoStatusFile {
+            run_dir: current.run_dir.clone(),
         });
     };
     let usage = |pid: Option<u32>| {
@@ -391,7 +392,15 @@ pub fn status() -> Result<Option<(Inventory, bool)>> {
             groups.push((pid, component));
         }
     }
-    let cost = super::cost::cost_by_group(&groups);
-    inventory.cost = cost;
-    Ok(Some((inventory, current.supervisor_alive())))
+    inventory.cost = super::cost::cost_by_group(&groups);
+    let heading = format!(
+        "Local stack in {}{}",
+        current.run_dir.display(),
+        if current.supervisor_alive() {
+            ""
+        } else {
+            " (its supervisor is NOT RUNNING: run `gameday down` to clean up)"
+        }
+    );
+    Ok(Some(StatusReport { heading, inventory }))
 }

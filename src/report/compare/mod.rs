@@ -180,69 +180,117 @@ pub fn read_summary(dir: &Path) -> Result<Summary, Incompatible> {
     })
 }
 
-fn row(
+/// A figure read from a summary (None: not measured).
+type Figure<'a> = &'a dyn Fn(&Summary) -> Option<f64>;
+
+/// One row per figure of a table: (name, how to read it, unit, which way
+/// is better), read from both summaries.
+fn table(
     section: &str,
-    figure: &str,
-    base: Option<f64>,
-    run: Option<f64>,
-    unit: Unit,
-    better: Better,
-) -> Row {
-    Row {
-        section: section.into(),
-        figure: figure.into(),
-        base,
-        run,
-        unit,
-        better,
-    }
+    base: &Summary,
+    run: &Summary,
+    figures: &[(&str, Figure<'_>, Unit, Better)],
+) -> Vec<Row> {
+    figures
+        .iter()
+        .map(|(figure, read, unit, better)| Row {
+            section: section.into(),
+            figure: (*figure).into(),
+            base: read(base),
+            run: read(run),
+            unit: *unit,
+            better: *better,
+        })
+        .collect()
 }
 
 /// Every figure of both summaries, side by side.
 pub fn rows(base: &Summary, run: &Summary) -> Vec<Row> {
     use Better::{Higher, Lower, Neither};
-    let mut rows = vec![
-        row(
-            "shoppers",
-            "availability",
-            base.availability,
-            run.availability,
-            Unit::Fraction,
-            Higher,
-        ),
-        row(
-            "shoppers",
-            "uptime (prober)",
-            base.uptime,
-            run.uptime,
-            Unit::Fraction,
-            Higher,
-        ),
-        row(
-            "shoppers",
-            "requests per second",
-            base.requests.rps_mean,
-            run.requests.rps_mean,
-            Unit::PerSecond,
-            Neither,
-        ),
-        row(
-            "shoppers",
-            "failed requests",
-            Some(base.requests.failed as f64),
-            Some(run.requests.failed as f64),
-            Unit::Count,
-            Lower,
-        ),
-    ];
-    for (name, b, r) in [
-        ("p50", base.latency_ms.p50, run.latency_ms.p50),
-        ("p95", base.latency_ms.p95, run.latency_ms.p95),
-        ("p99", base.latency_ms.p99, run.latency_ms.p99),
-        ("p99.9", base.latency_ms.p99_9, run.latency_ms.p99_9),
-    ] {
-        rows.push(row("latency", name, b, r, Unit::Ms, Lower));
-    }
+    let count = |v: Option<u64>| v.map(|v| v as f64);
+    let mut rows = table(
+        "shoppers",
+        base,
+        run,
+        &[
+            ("availability", &|s| s.availability, Unit::Fraction, Higher),
+            ("uptime (prober)", &|s| s.uptime, Unit::Fraction, Higher),
+            (
+                "requests per second",
+                &|s| s.requests.rps_mean,
+                Unit::PerSecond,
+                Neither,
+            ),
+            (
+                "failed requests",
+                &|s| Some(s.requests.failed as f64),
+                Unit::Count,
+                Lower,
+            ),
+        ],
+    );
+    rows.extend(table(
+        "latency",
+        base,
+        run,
+        &[
+            ("p50", &|s| s.latency_ms.p50, Unit::Ms, Lower),
+            ("p95", &|s| s.latency_ms.p95, Unit::Ms, Lower),
+            ("p99", &|s| s.latency_ms.p99, Unit::Ms, Lower),
+            ("p99.9", &|s| s.latency_ms.p99_9, Unit::Ms, Lower),
+        ],
+    ));
+    rows.extend(step_rows(base, run));
+    rows.extend(fault_rows(base, run));
+    rows.extend(table(
+        "scaling",
+        base,
+        run,
+        &[
+            (
+                "slowest scale-out",
+                &|s| {
+                    s.scale_outs
+                        .iter()
+                        .filter_map(|x| x.duration_s)
+                        .reduce(f64::max)
+                },
+                Unit::Seconds,
+                Lower,
+            ),
+            (
+                "scale-outs",
+                &|s| Some(s.scale_outs.len() as f64),
+                Unit::Count,
+                Neither,
+            ),
+        ],
+    ));
+    rows.extend(table(
+        "orders",
+        base,
+        run,
+        &[
+            (
+                "accepted",
+                &|s| count(s.orders.accepted),
+                Unit::Count,
+                Neither,
+            ),
+            ("lost", &|s| count(s.orders.lost), Unit::Count, Lower),
+            (
+                "duplicated",
+                &|s| count(s.orders.duplicated),
+                Unit::Count,
+                Lower,
+            ),
+        ],
+    ));
+    rows
+}
+
+/// The p99 of every step either run has.
+fn step_rows(base: &Summary, run: &Summary) -> Vec<Row> {
     let mut steps: Vec<&str> = base
         .steps
         .iter()
@@ -251,109 +299,70 @@ pub fn rows(base: &Summary, run: &Summary) -> Vec<Row> {
         .collect();
     steps.sort();
     steps.dedup();
-    for step in steps {
-        let p99 = |s: &Summary| {
-            s.steps
-                .iter()
-                .find(|x| x.step == step)
-                .and_then(|x| x.latency_ms.p99)
-        };
-        rows.push(row(
-            "p99 per step",
-            step,
-            p99(base),
-            p99(run),
-            Unit::Ms,
-            Lower,
-        ));
-    }
-    // Faults are matched by their place in the run and their name.
+    steps
+        .into_iter()
+        .flat_map(|step| {
+            let p99 = move |s: &Summary| {
+                s.steps
+                    .iter()
+                    .find(|x| x.step == step)
+                    .and_then(|x| x.latency_ms.p99)
+            };
+            table(
+                "p99 per step",
+                base,
+                run,
+                &[(step, &p99, Unit::Ms, Better::Lower)],
+            )
+        })
+        .collect()
+}
+
+/// Each fault's impact; faults are matched by their place in the run and
+/// their name.
+fn fault_rows(base: &Summary, run: &Summary) -> Vec<Row> {
+    use Better::Lower;
+    let mut rows = Vec::new();
     for (i, bf) in base.faults.iter().enumerate() {
-        let rf = run
-            .faults
-            .get(i)
-            .filter(|f| f.name == bf.name && f.kind == bf.kind);
+        let the = |s: &Summary| {
+            s.faults
+                .get(i)
+                .filter(|f| f.name == bf.name && f.kind == bf.kind)
+                .cloned()
+        };
         let section = format!("fault {} ({})", bf.name, bf.kind);
-        rows.push(row(
+        rows.extend(table(
             &section,
-            "recovery",
-            bf.recovery_s,
-            rf.and_then(|f| f.recovery_s),
-            Unit::Seconds,
-            Lower,
-        ));
-        rows.push(row(
-            &section,
-            "failed requests",
-            bf.errors.map(|e| e as f64),
-            rf.and_then(|f| f.errors).map(|e| e as f64),
-            Unit::Count,
-            Lower,
-        ));
-        rows.push(row(
-            &section,
-            "seconds over the latency target",
-            bf.slow_seconds.map(|e| e as f64),
-            rf.and_then(|f| f.slow_seconds).map(|e| e as f64),
-            Unit::Count,
-            Lower,
-        ));
-        rows.push(row(
-            &section,
-            "worst p99",
-            bf.worst_p99_ms,
-            rf.and_then(|f| f.worst_p99_ms),
-            Unit::Ms,
-            Lower,
+            base,
+            run,
+            &[
+                (
+                    "recovery",
+                    &|s| the(s).and_then(|f| f.recovery_s),
+                    Unit::Seconds,
+                    Lower,
+                ),
+                (
+                    "failed requests",
+                    &|s| the(s).and_then(|f| f.errors).map(|e| e as f64),
+                    Unit::Count,
+                    Lower,
+                ),
+                (
+                    "seconds over the latency target",
+                    &|s| the(s).and_then(|f| f.slow_seconds).map(|e| e as f64),
+                    Unit::Count,
+                    Lower,
+                ),
+                (
+                    "worst p99",
+                    &|s| the(s).and_then(|f| f.worst_p99_ms),
+                    Unit::Ms,
+                    Lower,
+                ),
+            ],
         ));
     }
-    let scale = |s: &Summary| {
-        s.scale_outs
-            .iter()
-            .filter_map(|x| x.duration_s)
-            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
-    };
-    rows.push(row(
-        "scaling",
-        "slowest scale-out",
-        scale(base),
-        scale(run),
-        Unit::Seconds,
-        Lower,
-    ));
-    rows.push(row(
-        "scaling",
-        "scale-outs",
-        Some(base.scale_outs.len() as f64),
-        Some(run.scale_outs.len() as f64),
-        Unit::Count,
-        Neither,
-    ));
-    let n = |v: Option<u64>| v.map(|v| v as f64);
-    rows.push(row(
-        "orders",
-        "accepted",
-        n(base.orders.accepted),
-        n(run.orders.accepted),
-        Unit::Count,
-        Neither,
-    ));
-    rows.push(row(
-        "orders",
-        "lost",
-        n(base.orders.lost),
-        n(run.orders.lost),
-        Unit::Count,
-        Lower,
-    ));
-    rows.push(row(
-        "orders",
-        "duplicated",
-        n(base.orders.duplicated),
-        n(run.orders.duplicated),
-        Unit::Count,
-        Lower,
-    ));
     rows
 }
 

@@ -234,6 +234,13 @@ pub(super) fn charts(h: &mut String, input: &Input<'_>, x: &Range<f64>, marks: &
         ),
     );
     capacity(h, tl, x, marks);
+    requests_chart(h, tl, x, marks);
+    latency_charts(h, input, x, marks);
+}
+
+/// Requests per second, succeeded and failed.
+fn requests_chart(h: &mut String, tl: &Timeline, x: &Range<f64>, marks: &Marks) {
+    let at = |t: u64| t as f64 + 0.5;
     let ok: Vec<(f64, f64)> = tl
         .seconds
         .iter()
@@ -265,6 +272,12 @@ pub(super) fn charts(h: &mut String, input: &Input<'_>, x: &Range<f64>, marks: &
             marks,
         ),
     );
+}
+
+/// Latency percentiles over time, overall and per step, and the
+/// distribution over the measured window.
+fn latency_charts(h: &mut String, input: &Input<'_>, x: &Range<f64>, marks: &Marks) {
+    let tl = input.timeline;
     let _ = write!(h, "<h2 id=\"latency\">Latency</h2>");
     figure(
         h,

@@ -9,7 +9,7 @@
 //! checked on their own (`trackers`).
 
 mod moto;
-pub mod moto_server;
+pub use gameday_test_support::moto as moto_server;
 mod platform;
 mod requests;
 mod stand_in;
@@ -21,9 +21,13 @@ use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
 use aws_credential_types::Credentials;
 
 use self::moto_server::{MotoServer, SHOP_PARAMETERS, TEST_ADMIN_TOKEN};
-use super::{AwsClients, stack::StackSpec, template::SHOP_TEMPLATE};
+use super::{AwsBackend, AwsClients, AwsSite, stack::StackSpec, template::SHOP_TEMPLATE};
 use crate::{
     events::{Event, EventKind, EventLog},
+    platform::{
+        Platform, Purpose, Removed, UpReport,
+        lifecycle::{self, Site},
+    },
     scenario::AwsTarget,
 };
 
@@ -149,4 +153,88 @@ impl Recorded {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The platform as the lifecycle opens it for `purpose` on ready clients,
+/// with the stack's admin token `admin_token`, polling every `every`.
+pub async fn open_for(
+    aws: AwsClients,
+    target: &AwsTarget,
+    purpose: Purpose,
+    admin_token: Option<String>,
+    events: Arc<EventLog>,
+    every: Duration,
+) -> crate::platform::Result<Box<dyn Platform>> {
+    let backend = Arc::new(AwsBackend::new(target.clone()));
+    let site = AwsSite::new(aws, target.clone())
+        .with_admin_token(admin_token)
+        .polling_every(every);
+    lifecycle::open_at(backend, Box::new(site), purpose, events).await
+}
+
+/// A run's platform (the stack created when missing).
+pub async fn deploy_with(
+    aws: AwsClients,
+    target: &AwsTarget,
+    admin_token: Option<String>,
+    events: Arc<EventLog>,
+    every: Duration,
+) -> crate::platform::Result<Box<dyn Platform>> {
+    let purpose = Purpose::Run {
+        files: std::env::temp_dir(),
+    };
+    open_for(aws, target, purpose, admin_token, events, every).await
+}
+
+/// `plan`'s platform.
+pub async fn preview_with(
+    aws: AwsClients,
+    target: &AwsTarget,
+) -> crate::platform::Result<Box<dyn Platform>> {
+    let events = Arc::new(EventLog::new(None).expect("an event log"));
+    open_for(
+        aws,
+        target,
+        Purpose::Plan,
+        None,
+        events,
+        Duration::from_secs(1),
+    )
+    .await
+}
+
+/// `gameday inject`'s platform.
+pub async fn open_with(
+    aws: AwsClients,
+    target: &AwsTarget,
+) -> crate::platform::Result<Box<dyn Platform>> {
+    let events = Arc::new(EventLog::new(None).expect("an event log"));
+    open_for(
+        aws,
+        target,
+        Purpose::Inject,
+        None,
+        events,
+        Duration::from_secs(1),
+    )
+    .await
+}
+
+/// `gameday up` on ready clients.
+pub async fn up_with(
+    aws: &AwsClients,
+    target: &AwsTarget,
+    admin_token: Option<&str>,
+) -> crate::platform::Result<UpReport> {
+    let site =
+        AwsSite::new(aws.clone(), target.clone()).with_admin_token(admin_token.map(String::from));
+    let events = Arc::new(EventLog::new(None).expect("an event log"));
+    lifecycle::up_at(&site, &events).await
+}
+
+/// `gameday down` on ready clients.
+pub async fn down_with(aws: &AwsClients, target: &AwsTarget) -> crate::platform::Result<Removed> {
+    let site = AwsSite::new(aws.clone(), target.clone());
+    site.remove(&EventLog::new(None).expect("an event log"))
+        .await
 }

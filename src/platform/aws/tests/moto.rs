@@ -8,12 +8,15 @@ use std::collections::HashSet;
 use aws_credential_types::Credentials;
 
 use super::{
-    clients_at, deploy_shop, moto_clients,
+    clients_at, deploy_shop, down_with, moto_clients,
     moto_server::{MotoServer, TEST_ADMIN_TOKEN, create_broker},
-    stack_target, test_credentials,
+    open_with, stack_target, test_credentials, up_with,
 };
 use crate::{
-    platform::aws::{self, Error, ResourceKind, open_with},
+    platform::{
+        self,
+        aws::{self, Error, ResourceKind},
+    },
     scenario::AwsDatabase,
 };
 
@@ -23,11 +26,11 @@ async fn up_deploys_the_template_through_cloudformation_and_down_deletes_everyth
     let aws = moto_clients(&moto).await;
     let target = stack_target(&moto.endpoint, "gameday-shop");
 
-    let code = aws::up_with(&aws, &target, Some(TEST_ADMIN_TOKEN))
+    let up = up_with(&aws, &target, Some(TEST_ADMIN_TOKEN))
         .await
         .unwrap();
 
-    assert_eq!(code, 0);
+    assert!(up.created);
     let info = aws.describe_stack("gameday-shop").await.unwrap();
     assert_eq!(info.status, "CREATE_COMPLETE");
     let out = &info.outputs;
@@ -59,14 +62,13 @@ async fn up_deploys_the_template_through_cloudformation_and_down_deletes_everyth
         .unwrap();
     assert_eq!(replica.replica_of.as_deref(), Some(db.id.as_str()));
     // A second `up` finds the stack and creates nothing.
-    assert_eq!(
-        aws::up_with(&aws, &target, Some(TEST_ADMIN_TOKEN))
-            .await
-            .unwrap(),
-        0
-    );
+    let again = up_with(&aws, &target, Some(TEST_ADMIN_TOKEN))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.entry_url, out["EntryUrl"]);
 
-    assert_eq!(aws::down_with(&aws, &target).await.unwrap(), 0);
+    assert!(down_with(&aws, &target).await.unwrap().existed);
 
     assert!(!aws.stack_exists("gameday-shop").await.unwrap());
     assert!(matches!(
@@ -83,7 +85,7 @@ async fn up_deploys_the_template_through_cloudformation_and_down_deletes_everyth
             .is_not_found()
     );
     // Nothing left to delete: said, not an error.
-    assert_eq!(aws::down_with(&aws, &target).await.unwrap(), 0);
+    assert!(!down_with(&aws, &target).await.unwrap().existed);
 }
 
 #[tokio::test]
@@ -92,7 +94,10 @@ async fn up_without_an_admin_token_is_refused_before_anything_is_created() {
     let aws = moto_clients(&moto).await;
     let target = stack_target(&moto.endpoint, "gameday-shop");
 
-    let e = aws::up_with(&aws, &target, None).await.unwrap_err();
+    let e = match up_with(&aws, &target, None).await {
+        Err(e) => e,
+        Ok(_) => panic!("up without an admin token"),
+    };
 
     assert!(e.to_string().contains("set GAMEDAY_ADMIN_TOKEN"), "{e}");
     assert!(!aws.stack_exists("gameday-shop").await.unwrap());
@@ -159,7 +164,7 @@ async fn bad_credentials_are_refused_with_the_code_and_where_the_call_went() {
     };
 
     assert!(
-        matches!(&e, Error::Credentials { code: Some(c), .. } if c == "InvalidClientTokenId"),
+        matches!(&e, platform::Error::Aws(Error::Credentials { code: Some(c), .. }) if c == "InvalidClientTokenId"),
         "{e:?}"
     );
     let text = e.to_string();
@@ -215,10 +220,10 @@ async fn an_unknown_stack_and_a_missing_database_are_named_with_where_they_were_
     assert!(
         matches!(
             e,
-            Error::NotFound {
+            platform::Error::Aws(Error::NotFound {
                 kind: ResourceKind::DbCluster,
                 ..
-            }
+            })
         ),
         "{e:?}"
     );
@@ -239,7 +244,10 @@ async fn an_endpoint_that_does_not_answer_is_named_with_its_region() {
         .err()
         .expect("nothing answers");
 
-    assert!(matches!(e, Error::Unreachable { .. }), "{e:?}");
+    assert!(
+        matches!(e, platform::Error::Aws(Error::Unreachable { .. })),
+        "{e:?}"
+    );
     assert!(
         e.to_string().starts_with(&format!(
             "DescribeStacks: cannot reach the stand-in at {endpoint} (region us-east-1): the connection failed"
@@ -278,10 +286,10 @@ async fn a_broker_named_by_the_scenario_is_rebooted_and_a_cache_without_nodes_is
     );
     assert!(matches!(
         aws.reboot_broker("no-such-broker").await,
-        Err(Error::NotFound {
+        Err(platform::Error::Aws(Error::NotFound {
             kind: ResourceKind::Broker,
             ..
-        })
+        }))
     ));
     assert!(out.contains_key("DatabaseInstanceId"));
 }

@@ -6,17 +6,13 @@
 use std::{collections::HashSet, path::Path, time::Duration};
 
 use super::{
-    Recorded, deploy_shop, moto_clients,
+    Recorded, deploy_shop, deploy_with, moto_clients,
     moto_server::{MotoServer, TEST_ADMIN_TOKEN},
-    stack_target,
+    preview_with, stack_target,
 };
 use crate::{
     chaos::{self, Rollback},
     events::EventKind,
-    platform::{
-        Platform,
-        aws::{self, Mode},
-    },
     scenario::{AwsDatabase, AwsTarget, BlastRadius, Fault, FaultKind, Scenario, Schedule},
 };
 
@@ -45,7 +41,7 @@ async fn a_run_creates_the_missing_stack_reports_its_instances_and_deletes_it_on
     let target = stack_target(&moto.endpoint, "run-shop");
     let mut recorded = Recorded::new();
 
-    let platform = aws::deploy_with(
+    let platform = deploy_with(
         aws.clone(),
         &target,
         Some(TEST_ADMIN_TOKEN.into()),
@@ -54,8 +50,6 @@ async fn a_run_creates_the_missing_stack_reports_its_instances_and_deletes_it_on
     )
     .await
     .expect("the run creates the stack");
-
-    assert_eq!(platform.mode(), Mode::Deployed);
     assert!(
         platform.entry_url().starts_with("http://"),
         "the stack's EntryUrl"
@@ -81,7 +75,7 @@ async fn a_run_creates_the_missing_stack_reports_its_instances_and_deletes_it_on
         "{kinds:#?}"
     );
 
-    Box::new(platform).shutdown().await;
+    platform.shutdown().await;
 
     assert!(
         !aws.stack_exists("run-shop").await.unwrap(),
@@ -101,17 +95,15 @@ async fn a_run_attaches_to_a_stack_that_exists_and_leaves_it_in_place() {
     let target = stack_target(&moto.endpoint, "kept-shop");
     let recorded = Recorded::new();
 
-    let platform = aws::deploy_with(aws.clone(), &target, None, recorded.log.clone(), EVERY)
+    let platform = deploy_with(aws.clone(), &target, None, recorded.log.clone(), EVERY)
         .await
         .unwrap();
-
-    assert_eq!(platform.mode(), Mode::Attached);
     assert_eq!(
         platform.admin_token(),
         None,
         "no GAMEDAY_ADMIN_TOKEN: the audit is not measured"
     );
-    Box::new(platform).shutdown().await;
+    platform.shutdown().await;
     assert!(aws.stack_exists("kept-shop").await.unwrap());
 }
 
@@ -135,9 +127,9 @@ async fn plan_resolves_the_group_s_members_with_their_zones_and_the_dry_run_pass
         &target,
         "  - at: 5s\n    terminate-instance: { count: 1 }\n  - at: 8s\n    db-failover: {}\n",
     );
-    let preview = aws::preview_with(aws.clone(), &target).await.unwrap();
+    let preview = preview_with(aws.clone(), &target).await.unwrap();
 
-    let plan = crate::plan::render(&s, &preview).await;
+    let plan = crate::plan::render(&s, &*preview).await;
 
     let members: Vec<String> = aws
         .describe_group(&out["AutoScalingGroupName"])
@@ -165,7 +157,7 @@ async fn plan_resolves_the_group_s_members_with_their_zones_and_the_dry_run_pass
         "the plan names the database's ARN: {plan}"
     );
     assert!(!plan.contains("REFUSED"), "{plan}");
-    Box::new(preview).shutdown().await;
+    preview.shutdown().await;
     assert_eq!(
         aws.describe_group(&out["AutoScalingGroupName"])
             .await
@@ -177,16 +169,20 @@ async fn plan_resolves_the_group_s_members_with_their_zones_and_the_dry_run_pass
 
     // A stack not created yet: the plan says a run creates it.
     let missing = stack_target(&moto.endpoint, "not-yet");
-    let preview = aws::preview_with(aws, &missing).await.unwrap();
+    let preview = preview_with(aws, &missing).await.unwrap();
     let plan = crate::plan::render(
         &scenario(
             &missing,
             "  - at: 5s\n    terminate-instance: { count: 1 }\n",
         ),
-        &preview,
+        &*preview,
     )
     .await;
-    assert!(plan.contains("stack not-yet: does not exist yet"), "{plan}");
+    assert!(
+        plan.contains("stack not-yet on the stand-in at")
+            && plan.contains("does not exist yet: a run creates it first"),
+        "{plan}"
+    );
 }
 
 #[tokio::test]
@@ -196,13 +192,13 @@ async fn terminate_instance_hits_its_count_and_the_watchers_see_each_replacement
     let out = deploy_shop(&aws, "shop").await;
     let target = stack_target(&moto.endpoint, "shop");
     let mut recorded = Recorded::new();
-    let platform = aws::deploy_with(aws.clone(), &target, None, recorded.log.clone(), EVERY)
+    let platform = deploy_with(aws.clone(), &target, None, recorded.log.clone(), EVERY)
         .await
         .unwrap();
     let rollback = Rollback::default();
 
     let hit = chaos::apply(
-        &platform,
+        &*platform,
         &recorded.log,
         &rollback,
         &terminate(BlastRadius::Count(2), None),
@@ -267,7 +263,7 @@ async fn terminate_instance_hits_its_count_and_the_watchers_see_each_replacement
 
     // A percent with a maximum, and a zone no member is in.
     let one = chaos::apply(
-        &platform,
+        &*platform,
         &recorded.log,
         &rollback,
         &terminate(
@@ -282,7 +278,7 @@ async fn terminate_instance_hits_its_count_and_the_watchers_see_each_replacement
     .unwrap();
     assert_eq!(one.targets.len(), 1);
     let e = chaos::apply(
-        &platform,
+        &*platform,
         &recorded.log,
         &rollback,
         &terminate(BlastRadius::Count(1), Some("us-east-1b")),
@@ -294,7 +290,7 @@ async fn terminate_instance_hits_its_count_and_the_watchers_see_each_replacement
         "moto puts every member in us-east-1a: {e}"
     );
     assert!(rollback.is_empty(), "nothing to undo on aws");
-    Box::new(platform).shutdown().await;
+    platform.shutdown().await;
 }
 
 /// moto's FailoverDBCluster flips the writer at once.
@@ -340,16 +336,15 @@ async fn db_failover_on_an_aurora_cluster_named_by_the_scenario_flips_the_writer
         ..stack_target(&moto.endpoint, "unused")
     };
     let mut recorded = Recorded::new();
-    let platform = aws::deploy_with(aws.clone(), &target, None, recorded.log.clone(), EVERY)
+    let platform = deploy_with(aws.clone(), &target, None, recorded.log.clone(), EVERY)
         .await
         .expect("attaches by name");
-    assert_eq!(platform.mode(), Mode::Attached);
     assert_eq!(platform.entry_url(), "http://127.0.0.1:9");
     let failover = fault(FaultKind::DbFailover {
         rebuild_standby: true,
     });
 
-    let hit = chaos::apply(&platform, &recorded.log, &Rollback::default(), &failover)
+    let hit = chaos::apply(&*platform, &recorded.log, &Rollback::default(), &failover)
         .await
         .unwrap();
 
@@ -378,7 +373,7 @@ async fn db_failover_on_an_aurora_cluster_named_by_the_scenario_flips_the_writer
         infra.iter().any(|n| n.starts_with("load balancer ")),
         "{infra:?}"
     );
-    Box::new(platform).shutdown().await;
+    platform.shutdown().await;
     assert!(
         aws.stack_exists("shop").await.unwrap(),
         "attached: nothing deleted"

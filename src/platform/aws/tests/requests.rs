@@ -8,19 +8,19 @@ use std::{
 };
 
 use super::{
-    Recorded, clients_at, stack_target,
+    Recorded, clients_at, deploy_with, open_with, stack_target,
     stand_in::{
         AUTOSCALING, Answer, CLOUDFORMATION, ELASTICACHE, ELBV2, RDS, Request, StandIn,
         alarms_cbor, auto_scaling_group, db_instance, no_reservations, target_health,
     },
-    test_credentials,
+    test_credentials, up_with,
 };
 use crate::{
     events::{EventKind, ServerRole},
     observe::scale_outs,
     platform::{
         Platform,
-        aws::{self, Error, open_with},
+        aws::{self, Error},
     },
     scenario::{AwsDatabase, AwsTarget, Fault, FaultKind, Schedule},
 };
@@ -173,9 +173,9 @@ async fn restart_cache_reboots_every_node_of_the_cluster() {
     let platform = aws::AwsPlatform::new(
         aws.clone(),
         target.clone(),
-        aws::Mode::Attached,
         aws::resources::resolve(&aws, &target).await.unwrap(),
         recorded.log.clone(),
+        std::time::Duration::from_secs(1),
     );
     let restart = fault(FaultKind::RestartCache);
     let targets = platform.candidates(&restart.kind).await.unwrap();
@@ -256,7 +256,7 @@ async fn an_alarm_and_a_scale_out_are_seen_from_the_alarm_to_the_new_instance_se
     let aws = clients_at(&stand_in.url, test_credentials()).await;
     let target = named(&stand_in.url, |_| {});
     let mut recorded = Recorded::new();
-    let platform = aws::deploy_with(
+    let platform = deploy_with(
         aws,
         &target,
         None,
@@ -280,7 +280,7 @@ async fn an_alarm_and_a_scale_out_are_seen_from_the_alarm_to_the_new_instance_se
             |k| matches!(k, EventKind::InstanceServing { instance, .. } if instance == "i-4"),
         )
         .await;
-    Box::new(platform).shutdown().await;
+    platform.shutdown().await;
 
     let kinds = recorded.kinds();
     assert!(kinds.contains(&EventKind::AlarmState {
@@ -325,7 +325,10 @@ async fn throttling_is_retried_then_reported_as_throttled_naming_the_call() {
         Ok(_) => panic!("attached although every call was throttled"),
     };
 
-    assert!(matches!(e, Error::Throttled { .. }), "{e:?}");
+    assert!(
+        matches!(e, crate::platform::Error::Aws(Error::Throttled { .. })),
+        "{e:?}"
+    );
     assert_eq!(
         e.to_string(),
         "DescribeAutoScalingGroups: throttled by AWS (Throttling) after 3 attempts: Rate exceeded; try again later"
@@ -420,7 +423,7 @@ async fn a_stack_that_fails_to_create_shows_its_failed_resources_and_is_deleted(
     let aws = clients_at(&stand_in.url, test_credentials()).await;
     let target = stack_target(&stand_in.url, "shop");
 
-    let e = aws::up_with(&aws, &target, Some("an-admin-token-for-tests"))
+    let e = up_with(&aws, &target, Some("an-admin-token-for-tests"))
         .await
         .unwrap_err();
 

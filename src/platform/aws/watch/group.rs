@@ -129,28 +129,32 @@ impl GroupTracker {
             }
         }
 
-        // Health behind the load balancer.
         if let Some(health) = health {
-            for id in self.members.keys() {
-                let state = health.get(id).map(String::as_str);
-                let healthy = state == Some("healthy");
-                if healthy && self.serving.insert(id.clone()) {
-                    out.push(EventKind::InstanceServing {
-                        instance: id.clone(),
-                        group: Some(self.group.clone()),
-                    });
-                } else if !healthy && self.serving.remove(id) {
-                    out.push(EventKind::InstanceUnhealthy {
-                        instance: id.clone(),
-                        reason: Some(match state {
-                            Some(s) => format!("target health {s}"),
-                            None => "no longer registered in the target group".into(),
-                        }),
-                    });
-                }
-            }
+            self.health(health, &mut out);
         }
         out
+    }
+
+    /// Health behind the load balancer: serving, or not any more.
+    fn health(&mut self, health: &BTreeMap<String, String>, out: &mut Vec<EventKind>) {
+        for id in self.members.keys() {
+            let state = health.get(id).map(String::as_str);
+            let healthy = state == Some("healthy");
+            if healthy && self.serving.insert(id.clone()) {
+                out.push(EventKind::InstanceServing {
+                    instance: id.clone(),
+                    group: Some(self.group.clone()),
+                });
+            } else if !healthy && self.serving.remove(id) {
+                out.push(EventKind::InstanceUnhealthy {
+                    instance: id.clone(),
+                    reason: Some(match state {
+                        Some(s) => format!("target health {s}"),
+                        None => "no longer registered in the target group".into(),
+                    }),
+                });
+            }
+        }
     }
 
     /// A desired-capacity change is a scaling decision; the next instances

@@ -274,6 +274,17 @@ pub fn spawn(
     }
 }
 
+#[async_trait::async_trait]
+impl crate::platform::lifecycle::Watchers for Watchers {
+    async fn ready(&mut self, within: Duration) -> bool {
+        self.wait_polled(within).await
+    }
+
+    async fn stop(self: Box<Self>) {
+        Watchers::stop(*self).await;
+    }
+}
+
 impl Watchers {
     /// Waits until every resource has been polled once, so what a fault
     /// does next is seen against what was there (false if that did not

@@ -11,16 +11,15 @@ use super::{
     ENTRY, IMAGE, all_ready, applies, apply_query, cluster_in,
     fixtures::{self, NS},
     mock::{self, Exchange},
-    target,
+    opened_with, run_purpose, target,
 };
 use crate::{
     events::{EventKind, EventLog},
     platform::{
-        Platform,
+        self, ADMIN_TOKEN_ENV,
         kubernetes::{
-            ADMIN_TOKEN_ENV, Error, Timing,
+            Error, Timing,
             deploy::WorkloadKind,
-            lifecycle::deploy_on,
             manifests::{self, Overrides, load, prepare, reference_app_dir},
         },
     },
@@ -104,19 +103,23 @@ async fn a_run_that_created_the_namespace_deletes_it_on_shutdown_and_knows_the_a
     let events = Arc::new(EventLog::new(None).unwrap());
     let mut rx = events.subscribe();
 
-    let platform = deploy_on(cluster, &target(true), events.clone())
+    let platform = opened_with(cluster, target(true), run_purpose(), events.clone())
         .await
         .unwrap();
     let (entry, token) = (
         platform.entry_url().to_string(),
         platform.admin_token().map(String::from),
     );
-    Box::new(platform).shutdown().await;
+    platform.shutdown().await;
     mock::finish(server).await;
 
     assert_eq!(entry, ENTRY);
     assert_eq!(token, Some(expected_admin_token()));
-    assert_eq!(rx.try_recv().unwrap().kind, EventKind::PlatformStopped {});
+    let mut last = None;
+    while let Ok(e) = rx.try_recv() {
+        last = Some(e.kind);
+    }
+    assert_eq!(last, Some(EventKind::PlatformStopped {}));
 }
 
 #[tokio::test(start_paused = true)]
@@ -130,8 +133,10 @@ async fn a_run_into_a_namespace_that_was_already_there_leaves_it_on_shutdown() {
     let server = server.run(script);
     let events = Arc::new(EventLog::new(None).unwrap());
 
-    let platform = deploy_on(cluster, &target(true), events).await.unwrap();
-    Box::new(platform).shutdown().await;
+    let platform = opened_with(cluster, target(true), run_purpose(), events)
+        .await
+        .unwrap();
+    platform.shutdown().await;
     let seen = mock::finish(server).await;
 
     assert!(
@@ -183,14 +188,16 @@ async fn an_image_that_cannot_be_pulled_fails_the_deploy_with_the_reason_and_rem
                 "node-a",
             )],
         )),
+        Exchange::get(&namespace).ok(fixtures::namespace(NS, "Active")),
         Exchange::delete(&namespace).ok(fixtures::namespace(NS, "Terminating")),
         Exchange::get(&namespace).reply(404, fixtures::not_found("namespaces", NS)),
     ]);
     let server = server.run(script);
 
-    let error = match deploy_on(
+    let error = match opened_with(
         cluster,
-        &target(true),
+        target(true),
+        run_purpose(),
         Arc::new(EventLog::new(None).unwrap()),
     )
     .await
@@ -214,17 +221,27 @@ async fn an_image_that_cannot_be_pulled_fails_the_deploy_with_the_reason_and_rem
 #[tokio::test]
 async fn a_run_without_an_entry_url_is_refused_before_anything_is_applied() {
     let (cluster, server) = mock::cluster();
-    let server = server.run(vec![]);
+    // Asked whether the namespace is there: before, and after the refusal
+    // (nothing to remove).
+    let missing = || {
+        Exchange::get(&format!("/api/v1/namespaces/{NS}"))
+            .reply(404, fixtures::not_found("namespaces", NS))
+    };
+    let server = server.run(vec![missing(), missing()]);
     let mut no_entry = target(true);
     no_entry.entry_url = None;
 
-    let error = match deploy_on(cluster, &no_entry, Arc::new(EventLog::new(None).unwrap())).await {
+    let events = Arc::new(EventLog::new(None).unwrap());
+    let error = match opened_with(cluster, no_entry, run_purpose(), events).await {
         Ok(_) => panic!("there is no way to the shop"),
         Err(e) => e,
     };
     mock::finish(server).await;
 
-    assert!(matches!(error, Error::NoEntryUrl { .. }), "{error:?}");
+    assert!(
+        matches!(error, platform::Error::Kubernetes(Error::NoEntryUrl { .. })),
+        "{error:?}"
+    );
     let message = error.to_string();
     assert!(message.contains("set target.entry-url"), "{message}");
     assert!(

@@ -408,7 +408,10 @@ async fn undo_errors_name_what_could_not_be_undone() {
     mock::finish(server).await;
 
     assert!(
-        matches!(&error, crate::Error::Kubernetes(Error::Forbidden { .. })),
+        matches!(
+            &error,
+            crate::platform::Error::Kubernetes(Error::Forbidden { .. })
+        ),
         "{error:?}"
     );
     assert!(

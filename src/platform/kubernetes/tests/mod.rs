@@ -27,8 +27,14 @@ use self::{
     fixtures::NS,
     mock::{ApiServer, Exchange},
 };
-use super::{Cluster, KubernetesPlatform, Mode, manifests as shop_manifests};
-use crate::{events::EventLog, scenario::KubernetesTarget};
+use super::{
+    Cluster, KubernetesBackend, KubernetesPlatform, KubernetesSite, manifests as shop_manifests,
+};
+use crate::{
+    events::EventLog,
+    platform::{Platform, Purpose, lifecycle},
+    scenario::KubernetesTarget,
+};
 
 pub const APPLY: &str = "application/apply-patch+yaml";
 pub const MERGE: &str = "application/merge-patch+json";
@@ -57,14 +63,47 @@ pub fn target(deploy: bool) -> KubernetesTarget {
 pub fn attached() -> (KubernetesPlatform, Arc<EventLog>, ApiServer) {
     let (cluster, server) = mock::cluster();
     let events = Arc::new(EventLog::new(None).expect("an event log in memory"));
-    let platform = KubernetesPlatform::new(
-        cluster,
-        target(false),
-        Mode::Attached,
-        ENTRY.into(),
-        events.clone(),
-    );
+    let platform = KubernetesPlatform::new(cluster, target(false), ENTRY.into(), events.clone());
     (platform, events, server)
+}
+
+/// The lifecycle's answer to `GET namespace` when the shop's namespace is
+/// there.
+pub fn namespace_there() -> Exchange {
+    Exchange::get(&format!("/api/v1/namespaces/{}", fixtures::NS))
+        .ok(fixtures::namespace(fixtures::NS, "Active"))
+}
+
+/// The platform as the lifecycle opens it on the mock cluster for
+/// `purpose` (it first asks whether the namespace is there).
+pub async fn opened(
+    cluster: Cluster,
+    deploy: bool,
+    purpose: Purpose,
+    events: Arc<EventLog>,
+) -> crate::platform::Result<Box<dyn Platform>> {
+    opened_with(cluster, target(deploy), purpose, events).await
+}
+
+/// [`opened`] with a target of the test's own; the platform starts no
+/// watchers (every request is scripted).
+pub async fn opened_with(
+    cluster: Cluster,
+    target: KubernetesTarget,
+    purpose: Purpose,
+    events: Arc<EventLog>,
+) -> crate::platform::Result<Box<dyn Platform>> {
+    let backend = Arc::new(KubernetesBackend::new(target.clone()));
+    let site = Box::new(KubernetesSite::new(cluster, target).unwatched());
+    lifecycle::open_at(backend, site, purpose, events).await
+}
+
+/// A run's purpose (the files of a platform that runs processes are not
+/// used here).
+pub fn run_purpose() -> Purpose {
+    Purpose::Run {
+        files: std::env::temp_dir(),
+    }
 }
 
 /// Every server-side apply of the reference shop into `namespace`, in the

@@ -15,8 +15,11 @@ use crate::{
     chaos::{self, Rollback},
     events::{EventKind, EventLog},
     platform::{
-        Platform,
-        kubernetes::{lifecycle, tests::target},
+        kubernetes::{
+            KubernetesBackend,
+            tests::{run_purpose, target},
+        },
+        lifecycle,
     },
     scenario::{BlastRadius, Fault, FaultKind, Schedule},
 };
@@ -37,13 +40,10 @@ async fn on_a_real_cluster_a_killed_cart_pod_is_replaced_and_serves_again() {
     spec.entry_url = Some("http://unused.invalid".into());
     let events = Arc::new(EventLog::new(None).unwrap());
     let mut rx = events.subscribe();
-    let cluster = lifecycle::connect(&spec)
-        .await
-        .expect("a reachable cluster");
-    let mut platform = lifecycle::deploy_on(cluster, &spec, events.clone())
+    let backend = Arc::new(KubernetesBackend::new(spec.clone()));
+    let platform = lifecycle::open(backend, run_purpose(), events.clone())
         .await
         .expect("the shop rolls out");
-    platform.watch().await;
     let kill = Fault {
         name: "kill a cart pod".into(),
         kind: FaultKind::KillPod {
@@ -55,7 +55,7 @@ async fn on_a_real_cluster_a_killed_cart_pod_is_replaced_and_serves_again() {
         duration: None,
     };
 
-    let injected = chaos::apply(&platform, &events, &Rollback::default(), &kill).await;
+    let injected = chaos::apply(&*platform, &events, &Rollback::default(), &kill).await;
     let victim = injected
         .as_ref()
         .map(|i| i.targets[0].id.clone())
@@ -76,7 +76,7 @@ async fn on_a_real_cluster_a_killed_cart_pod_is_replaced_and_serves_again() {
         String::new()
     })
     .await;
-    Box::new(platform).shutdown().await;
+    platform.shutdown().await;
 
     injected.expect("the pod was killed");
     let replacement = replaced.expect("a replacement served within 3 minutes");

@@ -7,13 +7,13 @@ use super::{
     ENTRY,
     fixtures::{self, NS},
     mock::{self, Exchange},
-    target,
+    namespace_there, opened, target,
 };
 use crate::{
     events::EventLog,
     platform::{
-        Platform, Support, Target, TargetKind, Undo,
-        kubernetes::{KubernetesPlatform, Mode, describe, supports},
+        Platform, Purpose, Support, Target, TargetKind, Undo,
+        kubernetes::{KubernetesPlatform, describe, supports},
     },
     scenario::{BlastRadius, Fault, FaultKind, Schedule},
 };
@@ -40,10 +40,25 @@ fn preview() -> (KubernetesPlatform, mock::ApiServer) {
     let platform = KubernetesPlatform::new(
         cluster,
         target(true),
-        Mode::Preview,
         ENTRY.into(),
         Arc::new(EventLog::new(None).unwrap()),
     );
+    (platform, server)
+}
+
+/// The platform as `plan` opens it (the namespace is there).
+async fn plan_with(
+    exchanges: Vec<Exchange>,
+) -> (
+    Box<dyn Platform>,
+    tokio::task::JoinHandle<Vec<mock::Recorded>>,
+) {
+    let (cluster, server) = mock::cluster();
+    let server = server.run([vec![namespace_there()], exchanges].concat());
+    let events = Arc::new(EventLog::new(None).unwrap());
+    let platform = opened(cluster, true, Purpose::Plan, events)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     (platform, server)
 }
 
@@ -106,30 +121,28 @@ fn the_plan_says_nodes_are_chosen_only_among_those_running_the_namespace_s_pods(
 
 #[tokio::test]
 async fn a_preview_of_a_shop_not_deployed_yet_says_it_will_be_deployed_first() {
-    let (platform, server) = preview();
+    let (cluster, server) = mock::cluster();
     let server = server.run(vec![
-        Exchange::get(&format!("/api/v1/namespaces/{NS}/pods"))
-            .query(&[("labelSelector", "app.kubernetes.io/name=cart")])
-            .ok(fixtures::list("Pod", "v1", "7", vec![])),
         Exchange::get(&format!("/api/v1/namespaces/{NS}"))
             .reply(404, fixtures::not_found("namespaces", NS)),
     ]);
+    let events = Arc::new(EventLog::new(None).unwrap());
 
+    let platform = opened(cluster, true, Purpose::Plan, events).await.unwrap();
     let error = platform.candidates(&kill_cart()).await.unwrap_err();
     drop(platform);
     mock::finish(server).await;
 
     assert_eq!(
         error.to_string(),
-        "namespace gameday-shop does not exist yet: a run deploys the shop there first \
-         (`deploy: true`), and its pods and nodes are known only then"
+        "kill-pod: namespace gameday-shop on context mock (https://mock.invalid/) does not \
+         exist yet: a run creates it first, and what it runs is known only then"
     );
 }
 
 #[tokio::test]
 async fn a_preview_acts_on_nothing() {
-    let (platform, server) = preview();
-    let server = server.run(vec![]);
+    let (platform, server) = plan_with(vec![]).await;
     let cart = Target::new(TargetKind::Replica, "cart-a").service("cart");
 
     let error = platform
@@ -244,8 +257,7 @@ fn access_review(verb: &str, resource: &str, namespace: Option<&str>, allowed: b
 
 #[tokio::test]
 async fn the_plan_s_dry_run_asks_the_api_server_and_names_each_permission_missing() {
-    let (platform, server) = preview();
-    let server = server.run(vec![
+    let (platform, server) = plan_with(vec![
         access_review("delete", "pods", Some(NS), true),
         access_review("patch", "nodes", None, true),
         access_review("list", "pods", None, true),
@@ -260,7 +272,8 @@ async fn the_plan_s_dry_run_asks_the_api_server_and_names_each_permission_missin
             }),
         ),
         access_review("delete", "nodes", None, false),
-    ]);
+    ])
+    .await;
     let terminate = fault(
         FaultKind::TerminateInstance {
             radius: BlastRadius::Count(1),
@@ -288,13 +301,12 @@ async fn the_plan_lists_the_pods_and_nodes_each_fault_would_hit_after_asking_for
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/kubernetes-smoke.yaml");
     let scenario = crate::scenario::Scenario::load(&path).unwrap();
-    let (platform, server) = preview();
     let pods = vec![
         fixtures::pod("cart-a", "cart", Some("node-a"), true),
         fixtures::pod("cart-b", "cart", Some("node-b"), false),
         fixtures::stateful_pod("mariadb-0", "mariadb", "node-b"),
     ];
-    let server = server.run(vec![
+    let (platform, server) = plan_with(vec![
         Exchange::get(&format!("/api/v1/namespaces/{NS}/pods")).ok(fixtures::list(
             "Pod",
             "v1",
@@ -328,9 +340,10 @@ async fn the_plan_lists_the_pods_and_nodes_each_fault_would_hit_after_asking_for
             .query(&[("labelSelector", "app.kubernetes.io/name=mariadb")])
             .ok(fixtures::list("Pod", "v1", "7", pods[2..].to_vec())),
         access_review("delete", "pods", Some(NS), false),
-    ]);
+    ])
+    .await;
 
-    let plan = crate::plan::render(&scenario, &platform).await;
+    let plan = crate::plan::render(&scenario, &*platform).await;
     drop(platform);
     mock::finish(server).await;
 

@@ -154,6 +154,17 @@ pub fn spawn(cluster: &Cluster, events: Arc<EventLog>) -> Watchers {
     Watchers { stop, task, synced }
 }
 
+#[async_trait::async_trait]
+impl crate::platform::lifecycle::Watchers for Watchers {
+    async fn ready(&mut self, within: std::time::Duration) -> bool {
+        self.wait_synced(within).await
+    }
+
+    async fn stop(self: Box<Self>) {
+        Watchers::stop(*self).await;
+    }
+}
+
 impl Watchers {
     /// Waits until every watcher has listed what is there (false if that
     /// did not happen within `within`).

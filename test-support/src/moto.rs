@@ -1,8 +1,7 @@
 //! A private moto server (`moto[server]` from PyPI) on a free loopback port,
 //! killed when dropped (and, through PR_SET_PDEATHSIG, when the test
-//! process dies first). Only std and libc: the integration tests include
-//! this file too (tests/it/support), so both start moto alike; the one
-//! SDK call here (`create_broker`) uses a crate both already link.
+//! process dies first). The unit tests of the aws platform and the
+//! integration tests both start moto with it, alike.
 //!
 //! moto is found at `GAMEDAY_MOTO_SERVER`, else in the virtualenv that
 //! scripts/venv.sh creates (`/var/tmp/gameday-venv`), else on PATH. A test

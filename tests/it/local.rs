@@ -31,7 +31,7 @@ fn small_topology() -> Topology {
 async fn up(topology: Topology) -> (LocalPlatform, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let events = Arc::new(EventLog::new(Some(&dir.path().join("events.jsonl"))).unwrap());
-    let platform = LocalPlatform::up(dir.path(), topology, events)
+    let platform = LocalPlatform::start(dir.path(), topology, events)
         .await
         .unwrap_or_else(|e| panic!("up: {e}"));
     (platform, dir)
