@@ -69,7 +69,7 @@ fn print_report(r: &UpReport) {
     } else {
         println!("Up: {} (it was there already).", r.place);
     }
-    println!("Storefront: {}", r.entry_url);
+    println!("  storefront: {}", r.entry_url);
     for note in &r.notes {
         println!("  {note}");
     }
