@@ -109,6 +109,10 @@ pub enum EventKind {
     /// The load balancer sends it traffic.
     #[serde(rename = "replica.serving")]
     ReplicaServing { service: String, replica: String },
+    /// The load balancer stopped sending it traffic while it still runs
+    /// (its readiness failed: a dependency down, a crash being restarted).
+    #[serde(rename = "replica.unready")]
+    ReplicaUnready { service: String, replica: String },
     /// Being stopped on purpose (scale-in, drain).
     #[serde(rename = "replica.stopping")]
     ReplicaStopping {

@@ -9,7 +9,9 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 use crate::{
     chaos,
     platform::{Inventory, Platform, Support, Target},
-    scenario::{BlastRadius, FaultKind, Metric, Op, Scenario, Schedule},
+    scenario::{
+        BlastRadius, FaultKind, Metric, NetworkEffect, Op, PartitionMode, Scenario, Schedule,
+    },
     shop::SERVICES,
 };
 
@@ -39,11 +41,49 @@ pub fn kind_text(kind: &FaultKind) -> String {
             }
             f
         }
-        FaultKind::TerminateInstance { radius: r, zone } => {
+        FaultKind::TerminateInstance {
+            radius: r,
+            zone,
+            graceful,
+        } => {
             let mut f = radius(r);
             if let Some(z) = zone {
                 let _ = write!(f, ", zone: {z}");
             }
+            if *graceful {
+                f.push_str(", graceful: true");
+            }
+            f
+        }
+        FaultKind::DrainNode { radius: r, zone } => {
+            let mut f = radius(r);
+            if let Some(z) = zone {
+                let _ = write!(f, ", zone: {z}");
+            }
+            f
+        }
+        FaultKind::Network { effect, to, from } => {
+            let mut f = format!("to: {to}");
+            if let Some(from) = from {
+                let _ = write!(f, ", from: {from}");
+            }
+            let _ = match effect {
+                NetworkEffect::Latency { latency, jitter } => {
+                    write!(f, ", latency: {}, jitter: {}", d(*latency), d(*jitter))
+                }
+                NetworkEffect::Loss { percent } => write!(f, ", percent: {percent}%"),
+                NetworkEffect::Partition { mode } => write!(
+                    f,
+                    ", mode: {}",
+                    match mode {
+                        PartitionMode::Hang => "hang",
+                        PartitionMode::Reset => "reset",
+                    }
+                ),
+                NetworkEffect::Bandwidth { bytes_per_s } => {
+                    write!(f, ", rate: {bytes_per_s}B/s")
+                }
+            };
             f
         }
         FaultKind::DbFailover { rebuild_standby } => {
@@ -53,7 +93,8 @@ pub fn kind_text(kind: &FaultKind) -> String {
                 "rebuild-standby: false".into()
             }
         }
-        FaultKind::RestartCache | FaultKind::RestartBroker => String::new(),
+        FaultKind::RestartCache { reboot: true } => "reboot: true".into(),
+        FaultKind::RestartCache { .. } | FaultKind::RestartBroker => String::new(),
     };
     if fields.is_empty() {
         format!("{} {{}}", kind.key())

@@ -17,6 +17,38 @@ pub const CATALOGUE_SIZE: u32 = 1200;
 /// this).
 pub const CLIENT_IDLE: std::time::Duration = std::time::Duration::from_secs(7);
 
+/// Who talks to whom in the shop: (client, server), where a server is a
+/// service or `database`, `cache`, `broker`. Network faults hit these links.
+pub const LINKS: [(&str, &str); 15] = [
+    ("user", "database"),
+    ("catalogue", "database"),
+    ("orders", "database"),
+    ("shipping", "database"),
+    ("catalogue", "cache"),
+    ("cart", "cache"),
+    ("orders", "broker"),
+    ("shipping", "broker"),
+    ("web", "user"),
+    ("web", "catalogue"),
+    ("web", "cart"),
+    ("web", "orders"),
+    ("web", "shipping"),
+    ("cart", "catalogue"),
+    ("orders", "cart"),
+];
+
+/// The shop's infrastructure, as network faults name it.
+pub const INFRASTRUCTURE: [&str; 3] = ["database", "cache", "broker"];
+
+/// The links a network fault to `to` (from `from`, else every client) hits.
+pub fn links(to: &str, from: Option<&str>) -> Vec<(&'static str, &'static str)> {
+    LINKS
+        .iter()
+        .copied()
+        .filter(|(c, s)| *s == to && from.is_none_or(|f| f == *c))
+        .collect()
+}
+
 /// True when `name` is one of the shop's services.
 pub fn is_service(name: &str) -> bool {
     SERVICES.contains(&name)

@@ -202,11 +202,23 @@ pub async fn apply(
     })
 }
 
+/// What one piece of the engine's work came to.
+enum Done {
+    Applied {
+        fault: Fault,
+        reply: Option<tokio::sync::oneshot::Sender<std::result::Result<Injected, String>>>,
+        outcome: Result<Injected>,
+    },
+    Undone,
+}
+
 /// The engine loop: applies each fault that arrives on `requests`, answers
-/// its sender, and undoes lasting faults when their duration ends. It ends
-/// when `stop` is cancelled, or when no more requests can come and no undo
-/// is due. Whatever is still active is left in `rollback` for the caller,
-/// which must run it on every way out.
+/// its sender, and undoes lasting faults when their duration ends. Faults
+/// and undos run side by side: one fault waiting (on a PodDisruptionBudget,
+/// a slow API) delays neither the next fault nor an undo that is due. It
+/// ends when `stop` is cancelled, or when no more requests can come and no
+/// work or undo is left. Whatever is still active is left in `rollback` for
+/// the caller, which must run it on every way out.
 pub async fn serve(
     platform: &dyn Platform,
     events: &EventLog,
@@ -214,41 +226,53 @@ pub async fn serve(
     mut requests: mpsc::Receiver<FaultRequest>,
     stop: CancellationToken,
 ) {
+    use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
     let mut ends: Vec<(tokio::time::Instant, String)> = Vec::new();
+    let mut work = FuturesUnordered::new();
     let mut open = true;
     loop {
         ends.sort_by_key(|(t, _)| *t);
         let next_end = ends.first().map(|(t, _)| *t);
-        if !open && next_end.is_none() {
+        if !open && next_end.is_none() && work.is_empty() {
             break;
         }
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = async { tokio::time::sleep_until(next_end.unwrap_or_else(tokio::time::Instant::now)).await }, if next_end.is_some() => {
                 let (_, id) = ends.remove(0);
-                rollback.undo(platform, events, &id).await;
+                work.push(async move {
+                    rollback.undo(platform, events, &id).await;
+                    Done::Undone
+                }.boxed());
             }
             request = requests.recv(), if open => {
                 let Some((fault, reply)) = request else {
                     open = false;
                     continue;
                 };
-                let outcome = apply(platform, events, rollback, &fault).await;
-                match &outcome {
-                    Ok(injected) => {
-                        let ids: Vec<&str> = injected.targets.iter().map(|t| t.id.as_str()).collect();
-                        tracing::info!(fault = %fault.name, ?ids, "injected");
-                        if let Some(d) = injected.undo_after_s {
-                            ends.push((
-                                tokio::time::Instant::now() + Duration::from_secs_f64(d),
-                                injected.id.clone(),
-                            ));
+                work.push(async move {
+                    let outcome = apply(platform, events, rollback, &fault).await;
+                    Done::Applied { fault, reply, outcome }
+                }.boxed());
+            }
+            Some(done) = work.next(), if !work.is_empty() => {
+                if let Done::Applied { fault, reply, outcome } = done {
+                    match &outcome {
+                        Ok(injected) => {
+                            let ids: Vec<&str> = injected.targets.iter().map(|t| t.id.as_str()).collect();
+                            tracing::info!(fault = %fault.name, ?ids, "injected");
+                            if let Some(d) = injected.undo_after_s {
+                                ends.push((
+                                    tokio::time::Instant::now() + Duration::from_secs_f64(d),
+                                    injected.id.clone(),
+                                ));
+                            }
                         }
+                        Err(e) => tracing::warn!(fault = %fault.name, error = %e, "not applied"),
                     }
-                    Err(e) => tracing::warn!(fault = %fault.name, error = %e, "not applied"),
-                }
-                if let Some(reply) = reply {
-                    let _ = reply.send(outcome.map_err(|e| e.to_string()));
+                    if let Some(reply) = reply {
+                        let _ = reply.send(outcome.map_err(|e| e.to_string()));
+                    }
                 }
             }
         }

@@ -57,9 +57,14 @@ fn a_schedule_lists_every_injection_in_time_order() {
             from: Duration::from_secs(10),
             until: Some(Duration::from_secs(45)),
         },
-        ..fault("often", FaultKind::RestartCache, 0, None)
+        ..fault("often", FaultKind::RestartCache { reboot: false }, 0, None)
     };
-    let late = fault("late", FaultKind::RestartCache, 50_000, None);
+    let late = fault(
+        "late",
+        FaultKind::RestartCache { reboot: false },
+        50_000,
+        None,
+    );
     let plan = schedule(&[late, every], Duration::from_secs(60));
     let got: Vec<(u64, &str)> = plan
         .iter()
@@ -110,7 +115,12 @@ async fn the_schedule_applies_faults_in_order_and_undoes_a_lasting_one_after_its
     let plan = schedule(
         &[
             fault("kill two", kill_cart(2), 0, None),
-            fault("cache down", FaultKind::RestartCache, 10, Some(60)),
+            fault(
+                "cache down",
+                FaultKind::RestartCache { reboot: false },
+                10,
+                Some(60),
+            ),
         ],
         Duration::from_secs(1),
     );
@@ -162,7 +172,12 @@ async fn a_stopped_schedule_leaves_the_active_fault_for_rollback_which_undoes_it
     let rollback = Rollback::default();
     let plan = schedule(
         &[
-            fault("cache down", FaultKind::RestartCache, 0, Some(60_000)),
+            fault(
+                "cache down",
+                FaultKind::RestartCache { reboot: false },
+                0,
+                Some(60_000),
+            ),
             fault("broker down", FaultKind::RestartBroker, 5, Some(60_000)),
             fault("never", kill_cart(1), 30_000, None),
         ],
@@ -214,7 +229,12 @@ async fn an_undo_that_fails_is_retried_and_each_failure_is_an_event() {
         &platform,
         &events,
         &rollback,
-        &fault("cache down", FaultKind::RestartCache, 0, Some(10_000)),
+        &fault(
+            "cache down",
+            FaultKind::RestartCache { reboot: false },
+            0,
+            Some(10_000),
+        ),
     )
     .await
     .unwrap();
@@ -267,7 +287,12 @@ async fn a_lasting_fault_whose_action_fails_is_undone_at_once() {
     let events = EventLog::new(None).unwrap();
     let mut rx = events.subscribe();
     let rollback = Rollback::default();
-    let f = fault("cache down", FaultKind::RestartCache, 0, Some(60_000));
+    let f = fault(
+        "cache down",
+        FaultKind::RestartCache { reboot: false },
+        0,
+        Some(60_000),
+    );
     let err = apply(&platform, &events, &rollback, &f).await.unwrap_err();
     assert!(err.to_string().contains("told to fail"), "{err}");
     assert!(rollback.is_empty());
@@ -333,4 +358,62 @@ async fn the_engine_answers_each_request_with_what_it_hit() {
     let injected = answer.await.unwrap().unwrap();
     assert_eq!(injected.targets[0].id, "cart-1");
     assert_eq!(injected.undo_after_s, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fault_that_waits_delays_neither_the_next_fault_nor_an_undo_that_is_due() {
+    let platform = FakePlatform::new()
+        .with_replicas("cart", 2)
+        .slow_inject("kill-pod", Duration::from_secs(120));
+    let events = EventLog::new(None).unwrap();
+    let rollback = Rollback::default();
+    let plan = schedule(
+        &[
+            fault(
+                "cache down",
+                FaultKind::RestartCache { reboot: false },
+                0,
+                Some(5_000),
+            ),
+            fault("kill a pod, slowly", kill_cart(1), 1_000, None),
+            fault("broker down", FaultKind::RestartBroker, 2_000, Some(1_000)),
+        ],
+        Duration::from_secs(10),
+    );
+    let started = tokio::time::Instant::now();
+    let stop = CancellationToken::new();
+    let watch = async {
+        // Everything but the slow kill is done well before it ends.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let calls = platform.calls();
+        stop.cancel();
+        calls
+    };
+    let (calls, ()) = tokio::join!(
+        watch,
+        run_schedule(
+            &platform,
+            &events,
+            &rollback,
+            plan,
+            Instant::now(),
+            stop.clone()
+        )
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let undos: Vec<&Call> = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Undo(_)))
+        .collect();
+    assert_eq!(
+        undos.len(),
+        2,
+        "both lasting faults were undone on time: {calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| matches!(c, Call::Inject { kind, .. } if kind == "restart-broker")),
+        "the broker fault after the slow one was applied: {calls:?}"
+    );
 }

@@ -47,6 +47,7 @@ pub fn changes(events: &[Event]) -> Vec<Change> {
             EventKind::ReplicaExited {
                 service, replica, ..
             }
+            | EventKind::ReplicaUnready { service, replica }
             | EventKind::ReplicaKilled {
                 service, replica, ..
             }

@@ -34,6 +34,8 @@ pub struct FakePlatform {
     unsupported: Mutex<BTreeMap<String, String>>,
     /// Undo attempts still to fail.
     failing_undos: AtomicU32,
+    /// How long an inject of a kind takes (a drain waiting on a PDB).
+    slow_injects: Mutex<BTreeMap<String, std::time::Duration>>,
 }
 
 impl FakePlatform {
@@ -61,6 +63,14 @@ impl FakePlatform {
     pub fn failing_inject(self, kind: &str) -> Self {
         if let Ok(mut f) = self.failing_injects.lock() {
             f.insert(kind.to_string());
+        }
+        self
+    }
+
+    /// Makes every inject of this kind take `delay`.
+    pub fn slow_inject(self, kind: &str, delay: std::time::Duration) -> Self {
+        if let Ok(mut s) = self.slow_injects.lock() {
+            s.insert(kind.to_string(), delay);
         }
         self
     }
@@ -97,7 +107,7 @@ impl FakePlatform {
 
 fn server_target(kind: &FaultKind) -> Option<Target> {
     match kind {
-        FaultKind::RestartCache => Some(Target::new(TargetKind::Cache, "cache")),
+        FaultKind::RestartCache { .. } => Some(Target::new(TargetKind::Cache, "cache")),
         FaultKind::RestartBroker => Some(Target::new(TargetKind::Broker, "broker")),
         FaultKind::DbFailover { .. } => Some(Target::new(TargetKind::Database, "db-primary")),
         _ => None,
@@ -172,7 +182,7 @@ impl Platform for FakePlatform {
 
     async fn undo_for(&self, fault: &Fault, targets: &[Target]) -> Option<Undo> {
         match (&fault.kind, fault.duration) {
-            (FaultKind::RestartCache | FaultKind::RestartBroker, Some(_)) => {
+            (FaultKind::RestartCache { .. } | FaultKind::RestartBroker, Some(_)) => {
                 targets.first().cloned().map(Undo::Start)
             }
             _ => None,
@@ -192,6 +202,14 @@ impl Platform for FakePlatform {
             kind: fault.kind.key().into(),
             targets: Self::ids(targets),
         });
+        let delay = self
+            .slow_injects
+            .lock()
+            .ok()
+            .and_then(|s| s.get(fault.kind.key()).copied());
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let fails = self
             .failing_injects
             .lock()

@@ -97,12 +97,67 @@ pub enum FaultKind {
         /// Only instances in this availability zone.
         #[serde(default)]
         zone: Option<String>,
+        /// Shut the machine's OS down first (a planned stop) instead of
+        /// losing it outright.
+        #[serde(default)]
+        graceful: bool,
+    },
+    /// Planned maintenance of a node: cordon it, evict its pods honouring
+    /// PodDisruptionBudgets; the undo uncordons it.
+    DrainNode {
+        radius: BlastRadius,
+        #[serde(default)]
+        zone: Option<String>,
     },
     DbFailover {
         rebuild_standby: bool,
     },
-    RestartCache,
+    RestartCache {
+        /// A reboot that loses the cache's contents (ElastiCache's
+        /// RebootCacheCluster) instead of a failover or a restart that
+        /// keeps them.
+        #[serde(default)]
+        reboot: bool,
+    },
     RestartBroker,
+    /// A link between the shop's parts degraded or cut (Toxiproxy).
+    Network {
+        effect: NetworkEffect,
+        /// `database`, `cache`, `broker` or a service.
+        to: String,
+        /// The service whose link to `to` is hit; None: every client of `to`.
+        #[serde(default)]
+        from: Option<String>,
+    },
+}
+
+/// What a network fault does to a link.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkEffect {
+    /// Every packet delayed by `latency`, give or take `jitter`.
+    Latency {
+        #[serde(with = "humantime_serde")]
+        latency: Duration,
+        #[serde(with = "humantime_serde", default)]
+        jitter: Duration,
+    },
+    /// A share of the traffic lost.
+    Loss { percent: f64 },
+    /// The link cut: connections hang (a blackhole), or are refused.
+    Partition { mode: PartitionMode },
+    /// The link's throughput capped, in bytes per second.
+    Bandwidth { bytes_per_s: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionMode {
+    /// Connections open and then hang: nothing gets through, nothing is
+    /// refused (the nastiest case).
+    Hang,
+    /// Connections are reset at once.
+    Reset,
 }
 
 impl FaultKind {
@@ -110,21 +165,42 @@ impl FaultKind {
         match self {
             FaultKind::KillPod { .. } => "kill-pod",
             FaultKind::TerminateInstance { .. } => "terminate-instance",
+            FaultKind::DrainNode { .. } => "drain-node",
             FaultKind::DbFailover { .. } => "db-failover",
-            FaultKind::RestartCache => "restart-cache",
+            FaultKind::RestartCache { .. } => "restart-cache",
             FaultKind::RestartBroker => "restart-broker",
+            FaultKind::Network { effect, .. } => match effect {
+                NetworkEffect::Latency { .. } => "network-latency",
+                NetworkEffect::Loss { .. } => "network-loss",
+                NetworkEffect::Partition { .. } => "network-partition",
+                NetworkEffect::Bandwidth { .. } => "bandwidth",
+            },
         }
     }
 
     /// How many targets it hits, for the kinds that pick some.
     pub fn radius(&self) -> Option<&BlastRadius> {
         match self {
-            FaultKind::KillPod { radius, .. } | FaultKind::TerminateInstance { radius, .. } => {
-                Some(radius)
-            }
+            FaultKind::KillPod { radius, .. }
+            | FaultKind::TerminateInstance { radius, .. }
+            | FaultKind::DrainNode { radius, .. } => Some(radius),
             _ => None,
         }
     }
+
+    /// Every kind's key, as a scenario spells it.
+    pub const KEYS: [&'static str; 10] = [
+        "kill-pod",
+        "terminate-instance",
+        "drain-node",
+        "db-failover",
+        "restart-cache",
+        "restart-broker",
+        "network-latency",
+        "network-loss",
+        "network-partition",
+        "bandwidth",
+    ];
 }
 
 /// How many targets a fault hits.

@@ -7,12 +7,12 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 use super::{
-    BlastRadius, Fault, FaultKind, Journey, Load, Percentile, Scenario, Schedule, Slo, Stage,
-    StopRule, parse_duration, parse_percent,
+    BlastRadius, Fault, FaultKind, Journey, Load, NetworkEffect, PartitionMode, Percentile,
+    Scenario, Schedule, Slo, Stage, StopRule, parse_duration, parse_percent,
     stop_rule::parse_stop_rule,
     target::{PlatformSpec, RawTarget},
 };
-use crate::shop::SERVICES;
+use crate::shop::{INFRASTRUCTURE, SERVICES, links};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -56,8 +56,42 @@ struct RawFault {
     kill_pod: Option<RawKillPod>,
     terminate_instance: Option<RawTerminate>,
     db_failover: Option<RawDbFailover>,
-    restart_cache: Option<RawNothing>,
+    drain_node: Option<RawDrain>,
+    restart_cache: Option<RawRestartCache>,
     restart_broker: Option<RawNothing>,
+    network_latency: Option<RawNetwork>,
+    network_loss: Option<RawNetwork>,
+    network_partition: Option<RawNetwork>,
+    bandwidth: Option<RawNetwork>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDrain {
+    count: Option<u32>,
+    percent: Option<String>,
+    max: Option<u32>,
+    zone: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRestartCache {
+    #[serde(default)]
+    reboot: bool,
+}
+
+/// One network fault's fields; which apply depends on its kind.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    to: String,
+    from: Option<String>,
+    latency: Option<String>,
+    jitter: Option<String>,
+    percent: Option<String>,
+    mode: Option<String>,
+    rate: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +112,8 @@ struct RawTerminate {
     percent: Option<String>,
     max: Option<u32>,
     zone: Option<String>,
+    #[serde(default)]
+    graceful: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -338,7 +374,8 @@ fn validate_fault(p: &mut Problems, i: usize, mut f: RawFault, length: Duration)
         p.add(
             key.clone(),
             format!(
-                "expected exactly one fault kind (kill-pod, terminate-instance, db-failover, restart-cache, restart-broker), got {}",
+                "expected exactly one fault kind ({}), got {}",
+                FaultKind::KEYS.join(", "),
                 kinds.len()
             ),
         );
@@ -399,6 +436,21 @@ fn fault_kinds(p: &mut Problems, key: &str, f: &mut RawFault) -> Vec<FaultKind> 
         kinds.push(FaultKind::TerminateInstance {
             radius: r,
             zone: t.zone.clone(),
+            graceful: t.graceful,
+        });
+    }
+    if let Some(d) = f.drain_node.take()
+        && let Some(r) = radius(
+            p,
+            &format!("{key}.drain-node"),
+            d.count,
+            d.percent.as_deref(),
+            d.max,
+        )
+    {
+        kinds.push(FaultKind::DrainNode {
+            radius: r,
+            zone: d.zone,
         });
     }
     if let Some(d) = f.db_failover.take() {
@@ -406,13 +458,180 @@ fn fault_kinds(p: &mut Problems, key: &str, f: &mut RawFault) -> Vec<FaultKind> 
             rebuild_standby: d.rebuild_standby,
         });
     }
-    if f.restart_cache.is_some() {
-        kinds.push(FaultKind::RestartCache);
+    if let Some(c) = f.restart_cache.take() {
+        kinds.push(FaultKind::RestartCache { reboot: c.reboot });
     }
     if f.restart_broker.is_some() {
         kinds.push(FaultKind::RestartBroker);
     }
+    for (name, raw) in [
+        ("network-latency", f.network_latency.take()),
+        ("network-loss", f.network_loss.take()),
+        ("network-partition", f.network_partition.take()),
+        ("bandwidth", f.bandwidth.take()),
+    ] {
+        if let Some(n) = raw
+            && let Some(kind) = network(p, &format!("{key}.{name}"), name, n)
+        {
+            kinds.push(kind);
+        }
+    }
     kinds
+}
+
+/// A network fault: a link of the shop that exists, and its effect.
+fn network(p: &mut Problems, key: &str, name: &str, n: RawNetwork) -> Option<FaultKind> {
+    let servers: Vec<&str> = INFRASTRUCTURE
+        .iter()
+        .chain(SERVICES.iter())
+        .copied()
+        .collect();
+    if !servers.contains(&n.to.as_str()) {
+        p.add(
+            format!("{key}.to"),
+            format!(
+                "unknown `{}` (expected database, cache, broker or a service: {})",
+                n.to,
+                SERVICES.join(", ")
+            ),
+        );
+        return None;
+    }
+    if let Some(from) = &n.from
+        && !SERVICES.contains(&from.as_str())
+    {
+        p.add(
+            format!("{key}.from"),
+            format!(
+                "unknown service `{from}` (expected one of {})",
+                SERVICES.join(", ")
+            ),
+        );
+        return None;
+    }
+    if links(&n.to, n.from.as_deref()).is_empty() {
+        let clients: Vec<&str> = links(&n.to, None).iter().map(|(c, _)| *c).collect();
+        p.add(
+            key,
+            format!(
+                "the shop has no link from {} to {} (its clients: {})",
+                n.from.as_deref().unwrap_or("any service"),
+                n.to,
+                if clients.is_empty() {
+                    "none".to_string()
+                } else {
+                    clients.join(", ")
+                }
+            ),
+        );
+        return None;
+    }
+    let effect = network_effect(p, key, name, &n)?;
+    Some(FaultKind::Network {
+        effect,
+        to: n.to,
+        from: n.from,
+    })
+}
+
+/// What a network fault does to its link, from the keys of its kind.
+fn network_effect(
+    p: &mut Problems,
+    key: &str,
+    name: &str,
+    n: &RawNetwork,
+) -> Option<NetworkEffect> {
+    let mut unused = |field: &str, set: bool| {
+        if set {
+            p.add(
+                format!("{key}.{field}"),
+                format!("`{field}` is not a key of {name}"),
+            );
+        }
+    };
+    let effect = match name {
+        "network-latency" => {
+            unused("percent", n.percent.is_some());
+            unused("mode", n.mode.is_some());
+            unused("rate", n.rate.is_some());
+            let Some(latency) = n.latency.as_deref() else {
+                p.add(key, "expected `latency: <duration>` such as 200ms");
+                return None;
+            };
+            let latency = p.positive_duration(&format!("{key}.latency"), latency)?;
+            let jitter = match n.jitter.as_deref() {
+                Some(j) => p.duration(&format!("{key}.jitter"), j)?,
+                None => Duration::ZERO,
+            };
+            NetworkEffect::Latency { latency, jitter }
+        }
+        "network-loss" => {
+            unused("latency", n.latency.is_some());
+            unused("jitter", n.jitter.is_some());
+            unused("mode", n.mode.is_some());
+            unused("rate", n.rate.is_some());
+            let Some(percent) = n.percent.as_deref() else {
+                p.add(key, "expected `percent: <share>` such as 30%");
+                return None;
+            };
+            let percent = p.percent(&format!("{key}.percent"), percent)?;
+            NetworkEffect::Loss { percent }
+        }
+        "network-partition" => {
+            unused("latency", n.latency.is_some());
+            unused("jitter", n.jitter.is_some());
+            unused("percent", n.percent.is_some());
+            unused("rate", n.rate.is_some());
+            let mode = match n.mode.as_deref() {
+                None | Some("hang") => PartitionMode::Hang,
+                Some("reset") => PartitionMode::Reset,
+                Some(other) => {
+                    p.add(
+                        format!("{key}.mode"),
+                        format!("expected hang or reset, got `{other}`"),
+                    );
+                    return None;
+                }
+            };
+            NetworkEffect::Partition { mode }
+        }
+        _ => {
+            unused("latency", n.latency.is_some());
+            unused("jitter", n.jitter.is_some());
+            unused("percent", n.percent.is_some());
+            unused("mode", n.mode.is_some());
+            let Some(rate) = n.rate.as_deref() else {
+                p.add(key, "expected `rate: <bytes per second>` such as 64KB/s");
+                return None;
+            };
+            let Some(bytes_per_s) = parse_rate(rate) else {
+                p.add(
+                    format!("{key}.rate"),
+                    format!("expected a rate such as 64KB/s or 1MB/s, got `{rate}`"),
+                );
+                return None;
+            };
+            NetworkEffect::Bandwidth { bytes_per_s }
+        }
+    };
+    Some(effect)
+}
+
+/// `64KB/s`, `1MB/s`, `512B/s` (KB = 1,000 bytes) as bytes per second.
+pub(crate) fn parse_rate(text: &str) -> Option<u64> {
+    let t = text.trim().strip_suffix("/s")?.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = number.trim().parse().ok()?;
+    let scale = match unit.to_ascii_uppercase().as_str() {
+        "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "KIB" => 1024.0,
+        "MIB" => 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = (n * scale).round();
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
 }
 
 /// `at`, or `every` with `from` and `until`, within the load's length.

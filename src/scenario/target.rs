@@ -27,6 +27,9 @@ pub(crate) struct RawTarget {
     namespace: Option<String>,
     deploy: Option<bool>,
     image: Option<String>,
+    images: Option<BTreeMap<String, String>>,
+    storage_class: Option<String>,
+    node_provider: Option<RawNodeProvider>,
     // aws
     region: Option<String>,
     endpoint_url: Option<String>,
@@ -44,6 +47,12 @@ pub(crate) struct RawAutoscale {
     min: u32,
     max: u32,
     cpu: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNodeProvider {
+    command: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +162,28 @@ pub struct KubernetesTarget {
     pub replicas: BTreeMap<String, u32>,
     /// HPA bounds and target per service when deploying.
     pub autoscale: BTreeMap<String, Autoscale>,
+    /// Images of the shop's infrastructure and of gameday's own pods, by
+    /// role (`mariadb`, `redis`, `rabbitmq`, `toolbox`), when deploying.
+    pub images: BTreeMap<String, String>,
+    /// The StorageClass of the StatefulSets' volumes (None: the cluster's
+    /// default).
+    pub storage_class: Option<String>,
+    /// How terminate-instance loses a node whose providerID names no cloud
+    /// gameday drives: a command with `{node}`, `{zone}`, `{provider-id}`.
+    pub node_provider: Option<String>,
+}
+
+/// The roles `target.images` names.
+pub const IMAGE_ROLES: [&str; 4] = ["mariadb", "redis", "rabbitmq", "toolbox"];
+
+/// The image gameday's own crash agent runs when `target.images` names none.
+pub const DEFAULT_TOOLBOX_IMAGE: &str = "busybox:1.36";
+
+impl KubernetesTarget {
+    /// The image of `role`, when the target names one.
+    pub fn image_of(&self, role: &str) -> Option<&str> {
+        self.images.get(role).map(String::as_str)
+    }
 }
 
 /// Which managed database the aws platform fails over.
@@ -185,7 +216,7 @@ pub struct AwsTarget {
 }
 
 /// Keys of the `target` section and the platforms they belong to.
-const KEYS: [(&str, &[&str]); 18] = [
+const KEYS: [(&str, &[&str]); 21] = [
     ("instances", &["local"]),
     ("boot-delay", &["local"]),
     ("replicas", &["local", "kubernetes"]),
@@ -195,6 +226,9 @@ const KEYS: [(&str, &[&str]); 18] = [
     ("namespace", &["kubernetes"]),
     ("deploy", &["kubernetes"]),
     ("image", &["kubernetes"]),
+    ("images", &["kubernetes"]),
+    ("storage-class", &["kubernetes"]),
+    ("node-provider", &["kubernetes"]),
     ("region", &["aws"]),
     ("endpoint-url", &["aws"]),
     ("stack", &["aws"]),
@@ -225,6 +259,9 @@ impl RawTarget {
         has("namespace", self.namespace.is_some());
         has("deploy", self.deploy.is_some());
         has("image", self.image.is_some());
+        has("images", self.images.is_some());
+        has("storage-class", self.storage_class.is_some());
+        has("node-provider", self.node_provider.is_some());
         has("region", self.region.is_some());
         has("endpoint-url", self.endpoint_url.is_some());
         has("stack", self.stack.is_some());
@@ -406,6 +443,26 @@ impl PlatformSpec {
                 "expected the shop's image (such as registry.example.com/gameday-shop:0.1.0) when deploy is true; build it from reference-app/Containerfile".into(),
             ));
         }
+        let images = raw.images.unwrap_or_default();
+        if let Some(role) = images.keys().find(|r| !IMAGE_ROLES.contains(&r.as_str())) {
+            return Err((
+                format!("target.images.{role}"),
+                format!("unknown role (expected one of {})", IMAGE_ROLES.join(", ")),
+            ));
+        }
+        let node_provider = match raw.node_provider {
+            Some(p) if !p.command.contains("{node}") => {
+                return Err((
+                    "target.node-provider.command".into(),
+                    format!(
+                        "expected a command naming the node as {{node}} (such as \
+                         `scripts/cluster.sh terminate {{node}}`), got `{}`",
+                        p.command
+                    ),
+                ));
+            }
+            p => p.map(|p| p.command),
+        };
         Ok(PlatformSpec::Kubernetes(KubernetesTarget {
             context: raw.context,
             namespace,
@@ -414,6 +471,12 @@ impl PlatformSpec {
             entry_url: raw.entry_url.map(|u| url("entry-url", &u)).transpose()?,
             replicas: replicas(raw.replicas)?,
             autoscale: autoscale(raw.autoscale)?,
+            images,
+            storage_class: raw
+                .storage_class
+                .map(|s| resource_name("storage-class", &s))
+                .transpose()?,
+            node_provider,
         }))
     }
 

@@ -199,7 +199,7 @@ impl Platform for AwsPlatform {
                 let done = self.aws.fail_over_database(db).await?;
                 tracing::info!(?done, "db-failover");
             }
-            FaultKind::RestartCache => {
+            FaultKind::RestartCache { .. } => {
                 let Some(id) = &r.cache else {
                     return Err(self.refuse(fault, "no cache is named"));
                 };
@@ -217,8 +217,8 @@ impl Platform for AwsPlatform {
                     server: ServerRole::Broker,
                 });
             }
-            FaultKind::KillPod { .. } => {
-                return Err(self.refuse(fault, "an Auto Scaling group runs instances, not pods"));
+            FaultKind::KillPod { .. } | FaultKind::DrainNode { .. } | FaultKind::Network { .. } => {
+                return Err(self.refuse(fault, "not available on aws"));
             }
         }
         Ok(())

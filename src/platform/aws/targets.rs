@@ -25,7 +25,14 @@ pub fn supports(target: &AwsTarget, fault: &Fault) -> Support {
             "an Auto Scaling group runs instances, not pods: kill-pod needs the kubernetes or \
              local platform (terminate-instance hits an instance)",
         ),
-        (FaultKind::RestartCache, Some(_)) => {
+        (FaultKind::DrainNode { .. }, _) => no(
+            "an Auto Scaling group has no nodes to drain: drain-node is a Kubernetes fault \
+             (terminate-instance loses an instance)",
+        ),
+        (FaultKind::Network { .. }, _) => {
+            no("network faults on aws go through FIS, which gameday does not drive yet")
+        }
+        (FaultKind::RestartCache { .. }, Some(_)) => {
             no("ElastiCache can be rebooted, not held down: drop `duration`")
         }
         (FaultKind::RestartBroker, Some(_)) => {
@@ -51,7 +58,7 @@ pub fn supports(target: &AwsTarget, fault: &Fault) -> Support {
             "no database to fail over: set target.database ({ instance: NAME } or \
              { cluster: NAME }) or a stack",
         ),
-        (FaultKind::RestartCache, _) if !stack && target.cache.is_none() => {
+        (FaultKind::RestartCache { .. }, _) if !stack && target.cache.is_none() => {
             no("no cache to reboot: set target.cache (an ElastiCache cluster id) or a stack")
         }
         (FaultKind::RestartBroker, _) if !stack && target.broker.is_none() => {
@@ -92,7 +99,7 @@ pub fn describe(r: &Resources, fault: &Fault) -> String {
             ),
             None => format!("fail over {}", stack_s("database")),
         },
-        FaultKind::RestartCache => format!(
+        FaultKind::RestartCache { .. } => format!(
             "ElastiCache RebootCacheCluster on every node of {}: the cache is unavailable while \
              they reboot (its data is kept only with persistence)",
             r.cache
@@ -107,7 +114,9 @@ pub fn describe(r: &Resources, fault: &Fault) -> String {
                 .map(|b| format!("broker {}", r.with_arn(b)))
                 .unwrap_or_else(|| stack_s("broker"))
         ),
-        FaultKind::KillPod { .. } => "not available on aws".into(),
+        FaultKind::KillPod { .. } | FaultKind::DrainNode { .. } | FaultKind::Network { .. } => {
+            "not available on aws".into()
+        }
     }
 }
 
@@ -152,7 +161,7 @@ pub async fn candidates(
             };
             Ok(vec![one(TargetKind::Database, id, what, r)])
         }
-        FaultKind::RestartCache => {
+        FaultKind::RestartCache { .. } => {
             let id = r
                 .cache
                 .as_deref()
@@ -166,8 +175,8 @@ pub async fn candidates(
                 .ok_or_else(|| none_named("broker", "broker"))?;
             Ok(vec![one(TargetKind::Broker, id, "Amazon MQ broker", r)])
         }
-        FaultKind::KillPod { .. } => {
-            Err(platform::Error::refused("kill-pod", "not available on aws"))
+        FaultKind::KillPod { .. } | FaultKind::DrainNode { .. } | FaultKind::Network { .. } => {
+            Err(platform::Error::refused(kind.key(), "not available on aws"))
         }
     }
 }
@@ -199,7 +208,7 @@ pub async fn check(
             Some(db) => aws.check_db_failover(db).await.map(|_| ()),
             None => Err(none_named("database", "database")),
         },
-        FaultKind::RestartCache => {
+        FaultKind::RestartCache { .. } => {
             let id = r
                 .cache
                 .as_deref()
@@ -213,9 +222,9 @@ pub async fn check(
                 .ok_or_else(|| none_named("broker", "broker"))?;
             aws.check_broker_reboot(id).await.map(|_| ())
         }
-        FaultKind::KillPod { .. } => {
-            Err(platform::Error::refused("kill-pod", "not available on aws"))
-        }
+        FaultKind::KillPod { .. } | FaultKind::DrainNode { .. } | FaultKind::Network { .. } => Err(
+            platform::Error::refused(fault.kind.key(), "not available on aws"),
+        ),
     }
 }
 

@@ -62,24 +62,51 @@ impl Permission {
     }
 }
 
-/// What `fault` needs to be allowed to do.
+/// What a run's watchers read: without these, a run would see nothing of
+/// what the cluster does (and a user scoped to the namespace cannot list
+/// nodes).
+pub const READS: [Permission; 6] = [
+    Permission::new("list", "", "pods"),
+    Permission::new("watch", "", "pods"),
+    Permission::new("watch", "discovery.k8s.io", "endpointslices"),
+    Permission::new("watch", "apps", "deployments"),
+    Permission::new("watch", "autoscaling", "horizontalpodautoscalers"),
+    Permission::new("watch", "", "nodes").cluster_wide(),
+];
+
+/// What `fault` needs to be allowed to do, the reads included.
 pub fn needed(fault: &Fault) -> Vec<Permission> {
     let delete_pods = Permission::new("delete", "", "pods");
-    match (&fault.kind, fault.duration) {
-        (FaultKind::RestartCache | FaultKind::RestartBroker, Some(_)) => vec![
+    let mut needed = match (&fault.kind, fault.duration) {
+        (FaultKind::RestartCache { .. } | FaultKind::RestartBroker, Some(_)) => vec![
             Permission::new("get", "apps", "statefulsets").sub("scale"),
             Permission::new("patch", "apps", "statefulsets").sub("scale"),
         ],
-        (FaultKind::TerminateInstance { .. }, _) => vec![
+        (
+            FaultKind::KillPod {
+                graceful: false, ..
+            },
+            _,
+        ) => vec![
+            // The crash agent: a pod on the target's node, read, deleted.
+            Permission::new("create", "", "pods"),
+            Permission::new("get", "", "pods"),
+            delete_pods,
+        ],
+        (FaultKind::TerminateInstance { .. }, _) => {
+            vec![Permission::new("get", "", "nodes").cluster_wide()]
+        }
+        (FaultKind::DrainNode { .. }, _) => vec![
             Permission::new("patch", "", "nodes").cluster_wide(),
             Permission::new("list", "", "pods").cluster_wide(),
             Permission::new("create", "", "pods")
                 .sub("eviction")
                 .cluster_wide(),
-            Permission::new("delete", "", "nodes").cluster_wide(),
         ],
         _ => vec![delete_pods],
-    }
+    };
+    needed.extend(READS);
+    needed
 }
 
 impl Cluster {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Service;
-use kube::Api;
+use kube::{Api, ResourceExt};
 
 use super::{
     Cluster, ClusterTarget, KubernetesPlatform,
@@ -55,6 +55,13 @@ pub fn prepared(target: &KubernetesTarget, namespace: &str) -> Result<Vec<Manife
         image: target.image.clone(),
         replicas: target.replicas.clone(),
         autoscale: target.autoscale.clone(),
+        images: target
+            .images
+            .iter()
+            .filter(|(role, _)| role.as_str() != "toolbox")
+            .map(|(role, image)| (role.clone(), image.clone()))
+            .collect(),
+        storage_class: target.storage_class.clone(),
     };
     manifests::prepare(
         manifests::load(&manifests::reference_app_dir())?,
@@ -231,8 +238,22 @@ impl Site for KubernetesSite {
         Ok(Box::new(platform))
     }
 
+    /// Deletes the namespace, only one gameday created (it carries the
+    /// label [`manifests::MANAGED_BY`]).
     async fn remove(&self, events: &EventLog) -> platform::Result<Removed> {
         let what = format!("namespace {}", self.cluster.namespace());
+        if let Some(ns) = self.cluster.namespace_object().await? {
+            let (key, value) = manifests::MANAGED_BY;
+            if ns.labels().get(key).map(String::as_str) != Some(value) {
+                return Err(platform::Error::refused(
+                    format!("delete {what}"),
+                    format!(
+                        "gameday did not create it (it has no label {key}={value}); delete it \
+                         yourself if it must go"
+                    ),
+                ));
+            }
+        }
         let id = self.cluster.identity();
         let place = format!("on context {} ({})", id.context, id.url);
         progress(

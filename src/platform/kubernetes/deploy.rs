@@ -68,6 +68,7 @@ impl Cluster {
         progress: impl FnMut(&RolloutProgress),
     ) -> Result<Vec<Workload>> {
         self.apply(manifests).await?;
+        self.scale_up(manifests).await?;
         let expected: Vec<(WorkloadKind, String)> = manifests
             .iter()
             .filter_map(|m| match m.kind.kind {
@@ -105,6 +106,32 @@ impl Cluster {
                     manifest.file.display(),
                     manifest.document
                 ))(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Raises each Deployment an HPA manages to its replicas through the
+    /// scale subresource, when it has fewer (a new Deployment has 1); the
+    /// HPA's own scaling above that is left alone.
+    pub async fn scale_up(&self, manifests: &[Manifest]) -> Result<()> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        for m in manifests {
+            let Some(want) = m.scale_to else { continue };
+            let action = format!(
+                "scale Deployment {} in namespace {}",
+                m.name, self.namespace
+            );
+            let scale = api
+                .get_scale(&m.name)
+                .await
+                .map_err(api_error(action.clone()))?;
+            let now = scale.spec.and_then(|s| s.replicas).map_or(0, i64::from);
+            if now < want {
+                let patch = serde_json::json!({ "spec": { "replicas": want } });
+                api.patch_scale(&m.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(api_error(action))?;
             }
         }
         Ok(())

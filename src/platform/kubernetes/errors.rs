@@ -113,9 +113,20 @@ pub enum Error {
         setting: &'static str,
     },
 
+    #[error("losing node {node} with `{command}` failed: {why}")]
+    NodeProvider {
+        node: String,
+        command: String,
+        why: String,
+    },
+
+    #[error("crashing pod {pod} failed: {why}")]
+    Crash { pod: String, why: String },
+
     #[error(
         "gameday cannot reach the shop in namespace {namespace}: {why}; set target.entry-url \
-         to the Ingress or LoadBalancer in front of Service web (on kind: `kubectl port-forward \
+         to the Ingress or LoadBalancer in front of Service web (the local cluster of \
+         scripts/cluster.sh: entry-url: http://127.0.0.1:30080; on kind: `kubectl port-forward \
          -n {namespace} svc/web 8080:80` and entry-url: http://127.0.0.1:8080)"
     )]
     NoEntryUrl { namespace: String, why: String },

@@ -3,11 +3,12 @@
 //! registration before acting, are the platform's (see `mod.rs`); this
 //! module only acts.
 //!
-//! - kill-pod: delete the pod, with grace period 0 or its own (`graceful`).
-//! - terminate-instance: cordon the node, evict its pods through the
-//!   Eviction API (PodDisruptionBudgets honoured, refusals retried within a
-//!   bound), wait for them to go, delete the Node. Undo: uncordon, if the
-//!   node is still there.
+//! - kill-pod: a crash (see `crash`), or a delete with the pod's own grace
+//!   period (`graceful`).
+//! - terminate-instance: the node's machine is lost (see `providers`).
+//! - drain-node: cordon the node, evict its pods through the Eviction API
+//!   (PodDisruptionBudgets honoured, refusals retried within a bound), wait
+//!   for them to go. Undo: uncordon, if the node is still there.
 //! - db-failover: delete the database's primary pod (`mariadb-0`), at once.
 //! - restart-cache / restart-broker: delete `redis-0` / `rabbitmq-0`; with a
 //!   duration, scale the StatefulSet to 0 and, as the undo, back.
@@ -63,9 +64,6 @@ pub enum Action {
     /// Evicted pods still there when the drain's time ran out.
     DrainIncomplete {
         pods: Vec<String>,
-    },
-    NodeDeleted {
-        node: String,
     },
     Scaled {
         statefulset: String,
@@ -171,8 +169,10 @@ impl Cluster {
         }
     }
 
-    /// Cordon, drain through the Eviction API, delete the Node.
-    pub async fn terminate_node(&self, node: &str) -> Result<Vec<Action>> {
+    /// Cordon, then drain through the Eviction API, as planned maintenance
+    /// does (`kubectl drain --ignore-daemonsets`, without `--force`: a pod
+    /// no controller would replace is left, and so is gameday's own).
+    pub async fn drain_node(&self, node: &str) -> Result<Vec<Action>> {
         self.set_unschedulable(node, true).await?;
         let mut actions = vec![Action::NodeCordoned {
             node: node.to_string(),
@@ -229,15 +229,6 @@ impl Cluster {
             }
         }
 
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        match nodes.delete(node, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(api_error(format!("delete node {node}"))(e)),
-        }
-        actions.push(Action::NodeDeleted {
-            node: node.to_string(),
-        });
         Ok(actions)
     }
 
@@ -306,6 +297,15 @@ impl Cluster {
     }
 }
 
+/// The pod this process runs in, when it runs in the cluster (a pod's
+/// hostname is its name).
+pub fn own_pod() -> Option<String> {
+    std::env::var_os("KUBERNETES_SERVICE_HOST")?;
+    std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
 /// The policy/v1 Eviction of one pod.
 pub fn eviction(namespace: &str, pod: &str, options: Option<DeleteOptions>) -> Eviction {
     Eviction {
@@ -319,11 +319,22 @@ pub fn eviction(namespace: &str, pod: &str, options: Option<DeleteOptions>) -> E
 }
 
 /// Why a drain leaves this pod alone, if it does: DaemonSet pods come back
-/// on the node anyway, mirror pods belong to the kubelet, and terminating
-/// pods are already going.
+/// on the node anyway, mirror pods belong to the kubelet, terminating pods
+/// are already going, a bare pod would not come back, and gameday's own pod
+/// runs the game day.
 fn left_by_drain(pod: &Pod) -> Option<&'static str> {
     if pod.metadata.deletion_timestamp.is_some() {
         return Some("already terminating");
+    }
+    if own_pod().is_some_and(|own| own == pod.name_any()) {
+        return Some("gameday's own pod");
+    }
+    if !pod
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true))
+    {
+        return Some("no controller would replace it (a bare pod)");
     }
     if pod
         .annotations()

@@ -57,6 +57,8 @@ pub struct NodeInfo {
     /// Its InternalIP.
     pub address: Option<String>,
     pub control_plane: bool,
+    /// How its machine is known to the cloud (`aws:///us-east-1a/i-…`).
+    pub provider_id: Option<String>,
 }
 
 impl Cluster {
@@ -131,10 +133,15 @@ impl Cluster {
 
     /// Whether the namespace exists (a namespace being deleted still does).
     pub async fn namespace_exists(&self) -> Result<bool> {
+        Ok(self.namespace_object().await?.is_some())
+    }
+
+    /// The namespace, when it exists.
+    pub async fn namespace_object(&self) -> Result<Option<Namespace>> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         match namespaces.get(&self.namespace).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
+            Ok(ns) => Ok(Some(ns)),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(api_error(format!("read namespace {}", self.namespace))(e)),
         }
     }
@@ -179,6 +186,7 @@ pub fn node_info(node: &Node) -> NodeInfo {
             .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
             .map(|a| a.address.clone()),
         control_plane: CONTROL_PLANE_LABELS.iter().any(|l| labels.contains_key(*l)),
+        provider_id: node.spec.as_ref().and_then(|s| s.provider_id.clone()),
     }
 }
 

@@ -115,6 +115,9 @@ pub struct Manifest {
     pub name: String,
     /// The object as the file has it (after [`prepare`], as gameday applies it).
     pub object: Value,
+    /// Replicas set through the scale subresource after applying, not in
+    /// the applied object: a Deployment an HPA manages (see [`prepare`]).
+    pub scale_to: Option<i64>,
 }
 
 impl Manifest {
@@ -199,6 +202,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Manifest>> {
             kind,
             name,
             object,
+            scale_to: None,
         });
     }
     Ok(manifests)
@@ -207,22 +211,100 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Manifest>> {
 /// What the scenario's `target` changes in the manifests when deploying.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
-    /// The shop's image, for every container of every Deployment
-    /// (StatefulSets keep their upstream images).
+    /// The shop's image, for every container of every Deployment.
     pub image: Option<String>,
     /// Replicas per service: the Deployment's `spec.replicas`.
     pub replicas: BTreeMap<String, u32>,
     /// HPA bounds and CPU target per service.
     pub autoscale: BTreeMap<String, Autoscale>,
+    /// Images of the StatefulSets by name (`mariadb`, `redis`, `rabbitmq`),
+    /// for all their containers and init containers.
+    pub images: BTreeMap<String, String>,
+    /// The StorageClass of every volume claim template.
+    pub storage_class: Option<String>,
 }
+
+/// The label gameday puts on a namespace it creates: `down` deletes only a
+/// namespace that carries it.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "gameday");
 
 /// Puts every object into `namespace`, applies the scenario's
 /// [`Overrides`] and orders the objects for applying.
+///
+/// A Deployment that an HPA manages is applied without `spec.replicas`:
+/// server-side apply would otherwise set it back on every apply, undoing
+/// the HPA's scaling. Its replicas go through the scale subresource instead
+/// ([`Manifest::scale_to`]), raised only when below.
 pub fn prepare(
     mut manifests: Vec<Manifest>,
     namespace: &str,
     overrides: &Overrides,
 ) -> Result<Vec<Manifest>> {
+    check_services(&manifests, overrides)?;
+    let scaled: Vec<String> = manifests
+        .iter()
+        .filter(|m| m.kind.kind == "HorizontalPodAutoscaler")
+        .filter_map(|m| m.object["spec"]["scaleTargetRef"]["name"].as_str())
+        .map(String::from)
+        .collect();
+    for manifest in &mut manifests {
+        let metadata = &mut manifest.object["metadata"];
+        if manifest.kind.kind == "Namespace" {
+            metadata["name"] = Value::from(namespace);
+            metadata["labels"][MANAGED_BY.0] = Value::from(MANAGED_BY.1);
+            manifest.name = namespace.to_string();
+        } else if manifest.kind.namespaced {
+            metadata["namespace"] = Value::from(namespace);
+        }
+        // Indexing a JSON object with `[]` would add a null `spec`.
+        let Some(spec) = manifest.object.get_mut("spec") else {
+            continue;
+        };
+        match manifest.kind.kind {
+            "Deployment" => {
+                if let Some(image) = &overrides.image {
+                    set_images(&mut spec["template"]["spec"], image);
+                }
+                if let Some(replicas) = overrides.replicas.get(&manifest.name) {
+                    spec["replicas"] = Value::from(*replicas);
+                }
+                if scaled.contains(&manifest.name)
+                    && let Some(map) = spec.as_object_mut()
+                {
+                    let min = overrides
+                        .autoscale
+                        .get(&manifest.name)
+                        .map_or(1, |a| i64::from(a.min));
+                    let replicas = map.remove("replicas").and_then(|r| r.as_i64());
+                    manifest.scale_to = Some(replicas.unwrap_or(1).max(min));
+                }
+            }
+            "StatefulSet" => {
+                if let Some(image) = overrides.images.get(&manifest.name) {
+                    set_images(&mut spec["template"]["spec"], image);
+                }
+                if let Some(class) = &overrides.storage_class
+                    && let Some(claims) = spec["volumeClaimTemplates"].as_array_mut()
+                {
+                    for claim in claims {
+                        claim["spec"]["storageClassName"] = Value::from(class.as_str());
+                    }
+                }
+            }
+            "HorizontalPodAutoscaler" => {
+                if let Some(autoscale) = overrides.autoscale.get(&manifest.name) {
+                    autoscale_hpa(spec, autoscale);
+                }
+            }
+            _ => {}
+        }
+    }
+    manifests.sort_by_key(|m| m.kind.rank);
+    Ok(manifests)
+}
+
+/// Every service the overrides name has its Deployment (and HPA).
+fn check_services(manifests: &[Manifest], overrides: &Overrides) -> Result<()> {
     for (service, setting) in overrides
         .replicas
         .keys()
@@ -244,63 +326,44 @@ pub fn prepare(
             });
         }
     }
-    for manifest in &mut manifests {
-        let metadata = &mut manifest.object["metadata"];
-        if manifest.kind.kind == "Namespace" {
-            metadata["name"] = Value::from(namespace);
-            manifest.name = namespace.to_string();
-        } else if manifest.kind.namespaced {
-            metadata["namespace"] = Value::from(namespace);
-        }
-        // Indexing a JSON object with `[]` would add a null `spec`.
-        let Some(spec) = manifest.object.get_mut("spec") else {
-            continue;
-        };
-        match manifest.kind.kind {
-            "Deployment" => {
-                if let Some(image) = &overrides.image
-                    && let Some(containers) = spec["template"]["spec"]["containers"].as_array_mut()
-                {
-                    for container in containers {
-                        container["image"] = Value::from(image.as_str());
-                    }
-                }
-                if let Some(replicas) = overrides.replicas.get(&manifest.name) {
-                    spec["replicas"] = Value::from(*replicas);
-                }
+    Ok(())
+}
+
+/// Sets the image of every container and init container of a pod spec.
+fn set_images(pod: &mut Value, image: &str) {
+    for key in ["containers", "initContainers"] {
+        if let Some(containers) = pod[key].as_array_mut() {
+            for container in containers {
+                container["image"] = Value::from(image);
             }
-            "HorizontalPodAutoscaler" => {
-                if let Some(autoscale) = overrides.autoscale.get(&manifest.name) {
-                    spec["minReplicas"] = Value::from(autoscale.min);
-                    spec["maxReplicas"] = Value::from(autoscale.max);
-                    let cpu = autoscale.cpu_percent.round() as i64;
-                    let metrics = spec["metrics"].as_array_mut();
-                    let resource_cpu = metrics
-                        .into_iter()
-                        .flatten()
-                        .find(|m| m["type"] == "Resource" && m["resource"]["name"] == "cpu");
-                    match resource_cpu {
-                        Some(metric) => {
-                            metric["resource"]["target"] =
-                                json!({ "type": "Utilization", "averageUtilization": cpu });
-                        }
-                        None => {
-                            spec["metrics"] = json!([{
-                                "type": "Resource",
-                                "resource": {
-                                    "name": "cpu",
-                                    "target": { "type": "Utilization", "averageUtilization": cpu }
-                                }
-                            }]);
-                        }
-                    }
-                }
-            }
-            _ => {}
         }
     }
-    manifests.sort_by_key(|m| m.kind.rank);
-    Ok(manifests)
+}
+
+fn autoscale_hpa(spec: &mut Value, autoscale: &Autoscale) {
+    spec["minReplicas"] = Value::from(autoscale.min);
+    spec["maxReplicas"] = Value::from(autoscale.max);
+    let cpu = autoscale.cpu_percent.round() as i64;
+    let metrics = spec["metrics"].as_array_mut();
+    let resource_cpu = metrics
+        .into_iter()
+        .flatten()
+        .find(|m| m["type"] == "Resource" && m["resource"]["name"] == "cpu");
+    match resource_cpu {
+        Some(metric) => {
+            metric["resource"]["target"] =
+                json!({ "type": "Utilization", "averageUtilization": cpu });
+        }
+        None => {
+            spec["metrics"] = json!([{
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": { "type": "Utilization", "averageUtilization": cpu }
+                }
+            }]);
+        }
+    }
 }
 
 /// The shop's admin token as the manifests' Secret `shop-secrets` sets it

@@ -12,11 +12,13 @@
 mod access;
 mod backend;
 mod cluster;
+mod crash;
 mod deploy;
 pub mod errors;
 mod faults;
 mod inventory;
 pub mod manifests;
+mod providers;
 mod targets;
 pub mod watch;
 
@@ -31,6 +33,7 @@ pub use backend::{KubernetesBackend, KubernetesSite, connect, prepared};
 pub use cluster::{Cluster, ClusterTarget, Identity, Timing};
 pub use errors::{Error, PodProblem};
 pub use faults::Action;
+pub use providers::NodeProvider;
 pub use targets::{describe, supports};
 
 use self::faults::{BROKER, CACHE};
@@ -100,6 +103,55 @@ impl KubernetesPlatform {
         platform::Error::refused(action, why)
     }
 
+    /// kill-pod: a crash (SIGKILL from the node), or a delete with the pod's
+    /// own grace period.
+    async fn kill_pod(&self, t: &Target, graceful: bool) -> platform::Result<()> {
+        let (service, replica, instance) = (
+            t.service.clone().unwrap_or_default(),
+            t.id.clone(),
+            t.on.clone(),
+        );
+        if graceful {
+            self.cluster.delete_pod(&t.id, None).await?;
+            self.events.emit(EventKind::ReplicaStopped {
+                service,
+                replica,
+                instance,
+            });
+        } else {
+            let image = self
+                .target
+                .image_of("toolbox")
+                .unwrap_or(crate::scenario::target::DEFAULT_TOOLBOX_IMAGE);
+            let killed = self.cluster.crash_pod(&t.id, image).await?;
+            tracing::info!(pod = %t.id, killed, "kill-pod: crashed");
+            self.events.emit(EventKind::ReplicaKilled {
+                service,
+                replica,
+                instance,
+            });
+        }
+        Ok(())
+    }
+
+    /// terminate-instance: the node's machine lost through its provider.
+    async fn lose_node(&self, node: &str) -> platform::Result<()> {
+        let info = self
+            .cluster
+            .nodes()
+            .await?
+            .into_iter()
+            .find(|n| n.name == node)
+            .ok_or_else(|| self.refuse("terminate-instance", format!("node {node} is gone")))?;
+        let provider = NodeProvider::of(&info, self.target.node_provider.as_deref())
+            .map_err(|why| self.refuse("terminate-instance", why))?;
+        progress(
+            &self.events,
+            format!("losing node {node}: {}", provider.describe()),
+        );
+        provider.lose(node).await
+    }
+
     /// Reads the replicas a StatefulSet will be scaled back to, before a
     /// lasting fault scales it to 0.
     async fn read_scale_undo(&self, statefulset: &str, kind: TargetKind) -> Option<Undo> {
@@ -145,7 +197,7 @@ impl KubernetesPlatform {
 
 fn server_of(kind: &FaultKind) -> Option<(&'static str, TargetKind)> {
     match kind {
-        FaultKind::RestartCache => Some((CACHE, TargetKind::Cache)),
+        FaultKind::RestartCache { .. } => Some((CACHE, TargetKind::Cache)),
         FaultKind::RestartBroker => Some((BROKER, TargetKind::Broker)),
         _ => None,
     }
@@ -186,7 +238,7 @@ impl Platform for KubernetesPlatform {
 
     async fn undo_for(&self, fault: &Fault, targets: &[Target]) -> Option<Undo> {
         match (&fault.kind, fault.duration) {
-            (FaultKind::TerminateInstance { .. }, _) => {
+            (FaultKind::DrainNode { .. }, _) => {
                 let mut each: Vec<Undo> = targets.iter().cloned().map(Undo::Uncordon).collect();
                 match each.len() {
                     0 => None,
@@ -203,46 +255,42 @@ impl Platform for KubernetesPlatform {
     }
 
     /// Asks the API server whether this user may do what `fault` does.
-    async fn dry_run(&self, fault: &Fault, _targets: &[Target]) -> platform::Result<()> {
-        Ok(self.cluster.check_allowed(fault).await?)
+    async fn dry_run(&self, fault: &Fault, targets: &[Target]) -> platform::Result<()> {
+        self.cluster.check_allowed(fault).await?;
+        if matches!(fault.kind, FaultKind::TerminateInstance { .. }) {
+            let nodes = self.cluster.nodes().await?;
+            for t in targets {
+                if let Some(node) = nodes.iter().find(|n| n.name == t.id) {
+                    NodeProvider::of(node, self.target.node_provider.as_deref())
+                        .map_err(|why| self.refuse(fault.kind.key(), why))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn inject(&self, fault: &Fault, targets: &[Target]) -> platform::Result<()> {
         match &fault.kind {
             FaultKind::KillPod { graceful, .. } => {
                 for t in targets {
-                    let grace = if *graceful { None } else { Some(0) };
-                    self.cluster.delete_pod(&t.id, grace).await?;
-                    let (service, replica, instance) = (
-                        t.service.clone().unwrap_or_default(),
-                        t.id.clone(),
-                        t.on.clone(),
-                    );
-                    self.events.emit(if *graceful {
-                        EventKind::ReplicaStopped {
-                            service,
-                            replica,
-                            instance,
-                        }
-                    } else {
-                        EventKind::ReplicaKilled {
-                            service,
-                            replica,
-                            instance,
-                        }
-                    });
+                    self.kill_pod(t, *graceful).await?;
                 }
             }
             FaultKind::TerminateInstance { .. } => {
                 for t in targets {
-                    let actions = self.cluster.terminate_node(&t.id).await?;
+                    self.lose_node(&t.id).await?;
+                }
+            }
+            FaultKind::DrainNode { .. } => {
+                for t in targets {
+                    let actions = self.cluster.drain_node(&t.id).await?;
                     for action in actions {
-                        tracing::info!(node = %t.id, ?action, "terminate-instance");
+                        tracing::info!(node = %t.id, ?action, "drain-node");
                         if let Action::DrainIncomplete { pods } = action {
                             progress(
                                 &self.events,
                                 format!(
-                                    "node {}: evicted pods still there when the drain's time ran out: {}; deleting the node anyway",
+                                    "node {}: evicted pods still there when the drain's time ran out: {}",
                                     t.id,
                                     pods.join(", ")
                                 ),
@@ -250,6 +298,9 @@ impl Platform for KubernetesPlatform {
                         }
                     }
                 }
+            }
+            FaultKind::Network { .. } => {
+                return Err(self.refuse(fault.kind.key(), "not available on kubernetes"));
             }
             FaultKind::DbFailover { .. } => {
                 for t in targets {
@@ -261,7 +312,7 @@ impl Platform for KubernetesPlatform {
                     });
                 }
             }
-            kind @ (FaultKind::RestartCache | FaultKind::RestartBroker) => {
+            kind @ (FaultKind::RestartCache { .. } | FaultKind::RestartBroker) => {
                 match (fault.duration, server_of(kind)) {
                     (Some(_), Some((statefulset, _))) => self.take_down(statefulset).await?,
                     _ => {

@@ -40,6 +40,20 @@ pub fn supports(target: &KubernetesTarget, fault: &Fault) -> Support {
                 why: format!("target.replicas runs no {service} pod to kill"),
             }
         }
+        FaultKind::TerminateInstance { graceful: true, .. } => Support::No {
+            why: "a node's machine is lost outright; drain-node is the planned, graceful stop \
+                  (cordon, evict honouring PodDisruptionBudgets)"
+                .into(),
+        },
+        FaultKind::RestartCache { reboot: true } => Support::No {
+            why: "Redis here keeps its append-only file on its volume: there is no reboot that \
+                  loses the cache (drop `reboot`)"
+                .into(),
+        },
+        FaultKind::Network { .. } => Support::No {
+            why: "network faults on kubernetes need Toxiproxy in front of the infra Services"
+                .into(),
+        },
         FaultKind::KillPod { .. }
         | FaultKind::TerminateInstance { .. }
         | FaultKind::DbFailover { .. }
@@ -72,20 +86,41 @@ pub fn describe(target: &KubernetesTarget, fault: &Fault) -> String {
     };
     match &fault.kind {
         FaultKind::KillPod {
-            service, graceful, ..
+            service,
+            graceful: true,
+            ..
         } => format!(
-            "delete a {service} pod in namespace {ns} ({}); its ReplicaSet starts a new one",
-            if *graceful {
-                "its own grace period"
-            } else {
-                "grace period 0"
-            }
+            "delete a ready {service} pod in namespace {ns} with its own grace period (SIGTERM, \
+             the shop drains); its ReplicaSet starts a new one"
+        ),
+        FaultKind::KillPod { service, .. } => format!(
+            "crash a ready {service} pod in namespace {ns}: SIGKILL to every process of its \
+             containers from its node (a pod of image {} in the host's PID namespace), no SIGTERM; \
+             the kubelet restarts the container in place",
+            target
+                .image_of("toolbox")
+                .unwrap_or(crate::scenario::target::DEFAULT_TOOLBOX_IMAGE)
         ),
         FaultKind::TerminateInstance { zone, .. } => format!(
-            "cordon a node{}, evict its pods through the Eviction API (PodDisruptionBudgets honoured, \
-             every pod on the node, whatever its namespace; DaemonSet pods stay), delete the Node; \
-             undo: uncordon it if it is still there. Nodes are cluster-wide: only Ready, schedulable, \
-             non-control-plane nodes that run pods of namespace {ns} are candidates",
+            "lose a node's machine{}: {}; Kubernetes marks the node NotReady after its grace \
+             period, evicts its pods after their tolerations and reschedules them. Nodes are \
+             cluster-wide: only Ready, schedulable, non-control-plane nodes that run pods of \
+             namespace {ns} are candidates",
+            zone.as_deref()
+                .map(|z| format!(" in zone {z}"))
+                .unwrap_or_default(),
+            match &target.node_provider {
+                Some(command) =>
+                    format!("EC2 TerminateInstances for an aws:/// providerID, else `{command}`"),
+                None => "EC2 TerminateInstances for an aws:/// providerID (any other node is \
+                         refused: set target.node-provider.command)"
+                    .into(),
+            }
+        ),
+        FaultKind::DrainNode { zone, .. } => format!(
+            "drain a node{} (planned maintenance): cordon it, evict its pods through the Eviction \
+             API (PodDisruptionBudgets honoured, every pod on the node, whatever its namespace; \
+             DaemonSet pods, bare pods and gameday's own stay); undo: uncordon it",
             zone.as_deref()
                 .map(|z| format!(" in zone {z}"))
                 .unwrap_or_default()
@@ -94,8 +129,9 @@ pub fn describe(target: &KubernetesTarget, fault: &Fault) -> String {
             "delete pod {DATABASE}-0 in namespace {ns} with a 1 s grace period (killed, not force-deleted); its StatefulSet recreates \
              it (a single member: a restart, there is no standby to promote)"
         ),
-        FaultKind::RestartCache => server(CACHE),
+        FaultKind::RestartCache { .. } => server(CACHE),
         FaultKind::RestartBroker => server(BROKER),
+        FaultKind::Network { .. } => "not available on kubernetes".into(),
     }
 }
 
@@ -103,26 +139,31 @@ impl Cluster {
     /// What a fault of this kind would hit now, in the order it picks.
     pub async fn candidates(&self, kind: &FaultKind) -> Result<Vec<Target>> {
         match kind {
+            // Only ready pods: hitting one that does not serve hits nothing.
             FaultKind::KillPod { service, .. } => Ok(self
                 .replicas_of(service)
                 .await?
                 .iter()
+                .filter(|p| p.ready && super::faults::own_pod().is_none_or(|own| own != p.name))
                 .map(|p| {
                     pod_target(TargetKind::Replica, p)
                         .service(service)
                         .detail(if p.ready { "ready" } else { "not ready" })
                 })
                 .collect()),
-            FaultKind::TerminateInstance { zone, .. } => {
+            FaultKind::TerminateInstance { zone, .. } | FaultKind::DrainNode { zone, .. } => {
                 let pods = self.namespace_pods().await?;
                 let nodes = self.nodes().await?;
                 Ok(node_candidates(&pods, &nodes, zone.as_deref()))
             }
+            FaultKind::Network { .. } => Ok(Vec::new()),
             FaultKind::DbFailover { .. } => {
                 self.first_pod(DATABASE, TargetKind::Database, "the MariaDB primary")
                     .await
             }
-            FaultKind::RestartCache => self.first_pod(CACHE, TargetKind::Cache, "Redis").await,
+            FaultKind::RestartCache { .. } => {
+                self.first_pod(CACHE, TargetKind::Cache, "Redis").await
+            }
             FaultKind::RestartBroker => {
                 self.first_pod(BROKER, TargetKind::Broker, "RabbitMQ").await
             }
@@ -179,8 +220,10 @@ pub fn node_candidates(pods: &[PodInfo], nodes: &[NodeInfo], zone: Option<&str>)
         .filter(|n| zone.is_none() || n.zone.as_deref() == zone)
         .filter_map(|n| {
             let count = shop_pods.get(n.name.as_str())?;
-            let target = Target::new(TargetKind::Instance, &n.name)
-                .detail(format!("{count} pods of the namespace"));
+            let target = Target::new(TargetKind::Instance, &n.name).detail(match &n.provider_id {
+                Some(id) => format!("{count} pods of the namespace, {id}"),
+                None => format!("{count} pods of the namespace"),
+            });
             Some(match &n.zone {
                 Some(z) => target.zone(z),
                 None => target,

@@ -38,6 +38,24 @@ pub fn supports(topology: &Topology, fault: &Fault) -> Support {
         FaultKind::TerminateInstance { zone: Some(_), .. } => Support::No {
             why: "the local platform's instances have no availability zone".into(),
         },
+        FaultKind::TerminateInstance { graceful: true, .. } => Support::No {
+            why: "the local platform's instances have no OS to shut down: terminate-instance \
+                  kills every process of one outright (drop `graceful`)"
+                .into(),
+        },
+        FaultKind::DrainNode { .. } => Support::No {
+            why: "drain-node is planned maintenance of a Kubernetes node; the local platform's \
+                  instances are processes (terminate-instance loses one)"
+                .into(),
+        },
+        FaultKind::RestartCache { reboot: true } => Support::No {
+            why: "Redis here keeps its append-only file across a restart: there is no reboot \
+                  that loses the cache (drop `reboot`)"
+                .into(),
+        },
+        FaultKind::Network { .. } => Support::No {
+            why: "network faults need Toxiproxy in front of the shop's links".into(),
+        },
         FaultKind::DbFailover { .. }
         | FaultKind::KillPod { .. }
         | FaultKind::TerminateInstance { .. }
@@ -79,7 +97,7 @@ pub fn describe(topology: &Topology, fault: &Fault) -> String {
                 ""
             }
         ),
-        FaultKind::RestartCache => match fault.duration {
+        FaultKind::RestartCache { .. } => match fault.duration {
             Some(d) => format!(
                 "stop Redis, start it again after {}",
                 humantime::format_duration(d)
@@ -93,6 +111,9 @@ pub fn describe(topology: &Topology, fault: &Fault) -> String {
             ),
             None => "restart RabbitMQ".into(),
         },
+        FaultKind::DrainNode { .. } | FaultKind::Network { .. } => {
+            "not available on the local platform".into()
+        }
     }
 }
 
@@ -138,12 +159,13 @@ impl LocalPlatform {
                 Target::new(TargetKind::Database, st.infra.db.primary_name())
                     .detail(format!("primary, {}", st.infra.db.primary.addr)),
             ],
-            FaultKind::RestartCache => {
+            FaultKind::RestartCache { .. } => {
                 vec![server_target(ServerRole::Cache).detail(st.infra.redis.addr.to_string())]
             }
             FaultKind::RestartBroker => {
                 vec![server_target(ServerRole::Broker).detail(st.infra.rabbit.addr.to_string())]
             }
+            FaultKind::DrainNode { .. } | FaultKind::Network { .. } => Vec::new(),
         }
     }
 
@@ -167,8 +189,8 @@ impl LocalPlatform {
             FaultKind::DbFailover { rebuild_standby } => {
                 self.failover_database(*rebuild_standby).await?;
             }
-            FaultKind::RestartCache | FaultKind::RestartBroker => {
-                let role = if matches!(fault.kind, FaultKind::RestartCache) {
+            FaultKind::RestartCache { .. } | FaultKind::RestartBroker => {
+                let role = if matches!(fault.kind, FaultKind::RestartCache { .. }) {
                     ServerRole::Cache
                 } else {
                     ServerRole::Broker
@@ -179,6 +201,12 @@ impl LocalPlatform {
                     ServerAction::Restart
                 };
                 self.server_action(role, action).await?;
+            }
+            FaultKind::DrainNode { .. } | FaultKind::Network { .. } => {
+                return Err(Error::NothingToHit {
+                    fault: fault.kind.key(),
+                    why: "not available on the local platform".into(),
+                });
             }
         }
         Ok(())

@@ -380,7 +380,7 @@ impl Platform for LocalPlatform {
 
     async fn undo_for(&self, fault: &Fault, targets: &[Target]) -> Option<Undo> {
         match (&fault.kind, fault.duration) {
-            (FaultKind::RestartCache | FaultKind::RestartBroker, Some(_)) => {
+            (FaultKind::RestartCache { .. } | FaultKind::RestartBroker, Some(_)) => {
                 targets.first().cloned().map(Undo::Start)
             }
             _ => None,

@@ -127,8 +127,9 @@ pub fn candidates(topology: &Topology, fault: &FaultKind) -> Vec<Target> {
         FaultKind::DbFailover { .. } => {
             vec![Target::new(TargetKind::Database, "mariadb-1").detail("the current primary")]
         }
-        FaultKind::RestartCache => vec![server_target(ServerRole::Cache)],
+        FaultKind::RestartCache { .. } => vec![server_target(ServerRole::Cache)],
         FaultKind::RestartBroker => vec![server_target(ServerRole::Broker)],
+        FaultKind::DrainNode { .. } | FaultKind::Network { .. } => Vec::new(),
     }
 }
 

@@ -31,6 +31,7 @@ fn terminate(radius: BlastRadius, zone: Option<&str>) -> Fault {
     fault(FaultKind::TerminateInstance {
         radius,
         zone: zone.map(String::from),
+        graceful: false,
     })
 }
 

@@ -177,7 +177,7 @@ async fn restart_cache_reboots_every_node_of_the_cluster() {
         recorded.log.clone(),
         std::time::Duration::from_secs(1),
     );
-    let restart = fault(FaultKind::RestartCache);
+    let restart = fault(FaultKind::RestartCache { reboot: false });
     let targets = platform.candidates(&restart.kind).await.unwrap();
 
     platform.inject(&restart, &targets).await.unwrap();

@@ -45,6 +45,17 @@ pub(super) fn terminate(zone: Option<&str>) -> Fault {
         FaultKind::TerminateInstance {
             radius: BlastRadius::Count(1),
             zone: zone.map(String::from),
+            graceful: false,
+        },
+        None,
+    )
+}
+
+pub(super) fn drain_node(zone: Option<&str>) -> Fault {
+    fault(
+        FaultKind::DrainNode {
+            radius: BlastRadius::Count(1),
+            zone: zone.map(String::from),
         },
         None,
     )
@@ -290,7 +301,7 @@ async fn restarting_the_cache_or_broker_deletes_its_pod_with_its_own_grace_perio
         &platform,
         &events,
         &rollback,
-        &fault(FaultKind::RestartCache, None),
+        &fault(FaultKind::RestartCache { reboot: false }, None),
     )
     .await
     .unwrap();
@@ -336,7 +347,7 @@ async fn taking_the_cache_down_for_a_while_reads_its_replicas_before_scaling_to_
         &platform,
         &events,
         &rollback,
-        &fault(FaultKind::RestartCache, Some(30)),
+        &fault(FaultKind::RestartCache { reboot: false }, Some(30)),
     )
     .await
     .unwrap();

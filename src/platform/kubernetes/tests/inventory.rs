@@ -97,6 +97,7 @@ async fn nodes_are_listed_with_readiness_cordon_and_zone() {
                 zone: Some("zone-a".into()),
                 address: Some("10.0.0.1".into()),
                 control_plane: false,
+                provider_id: None,
             },
             NodeInfo {
                 name: "node-b".into(),
@@ -105,6 +106,7 @@ async fn nodes_are_listed_with_readiness_cordon_and_zone() {
                 zone: Some("zone-b".into()),
                 address: Some("10.0.0.1".into()),
                 control_plane: false,
+                provider_id: None,
             },
         ]
     );

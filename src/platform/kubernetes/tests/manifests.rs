@@ -50,6 +50,7 @@ fn the_scenarios_namespace_image_replicas_and_autoscaling_replace_the_manifests_
                 cpu_percent: 55.0,
             },
         )]),
+        ..Overrides::default()
     };
 
     let manifests = prepare(load(&reference_app_dir()).unwrap(), "shop-test", &overrides).unwrap();

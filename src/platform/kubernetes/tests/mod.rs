@@ -56,6 +56,9 @@ pub fn target(deploy: bool) -> KubernetesTarget {
         entry_url: Some(ENTRY.into()),
         replicas: BTreeMap::new(),
         autoscale: BTreeMap::new(),
+        images: BTreeMap::new(),
+        storage_class: None,
+        node_provider: None,
     }
 }
 

@@ -1,6 +1,7 @@
-//! terminate-instance through `chaos::apply`: which nodes are candidates,
-//! cordon, drain through the Eviction API (PodDisruptionBudgets), delete,
-//! and the uncordon registered before acting.
+//! drain-node and terminate-instance through `chaos::apply`: which nodes
+//! are candidates, cordon and drain through the Eviction API
+//! (PodDisruptionBudgets) with the uncordon registered before acting, and a
+//! node's machine lost through its provider.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tokio::time::Instant;
 
 use super::{
     MERGE, attached,
-    faults::{drain, names, pod_path, terminate},
+    faults::{drain, drain_node, names, pod_path, terminate},
     fixtures::{self, NS},
     mock::{self, Exchange},
 };
@@ -103,7 +104,7 @@ async fn only_ready_schedulable_worker_nodes_running_the_namespace_s_pods_are_in
 }
 
 #[tokio::test(start_paused = true)]
-async fn terminating_an_instance_cordons_drains_through_evictions_and_deletes_the_node() {
+async fn draining_a_node_cordons_it_evicts_through_the_eviction_api_and_the_undo_uncordons() {
     let (platform, events, server) = attached();
     let cart = fixtures::pod("cart-a", "cart", Some("node-a"), true);
     let web = fixtures::pod("web-a", "web", Some("node-a"), true);
@@ -122,17 +123,14 @@ async fn terminating_an_instance_cordons_drains_through_evictions_and_deletes_th
         eviction_of("web-a").reply(201, fixtures::success()),
         pods_on("node-a", vec![fixtures::terminating(web), proxy.clone()]),
         pods_on("node-a", vec![proxy]),
-        Exchange::delete("/api/v1/nodes/node-a")
-            .body(json!({}))
-            .ok(fixtures::success()),
-        // The registered undo, when the run ends: the node is gone.
-        cordon("node-a", false).reply(404, fixtures::not_found("nodes", "node-a")),
+        // The registered undo, when the run ends.
+        cordon("node-a", false).ok(fixtures::node("node-a", true, "zone-a")),
     ]);
     let server = server.run(script);
     let rollback = Rollback::default();
     let mut rx = events.subscribe();
 
-    let injected = chaos::apply(&platform, &events, &rollback, &terminate(Some("zone-a")))
+    let injected = chaos::apply(&platform, &events, &rollback, &drain_node(Some("zone-a")))
         .await
         .unwrap();
     let registered = rollback.is_pending(&injected.id);
@@ -145,7 +143,7 @@ async fn terminating_an_instance_cordons_drains_through_evictions_and_deletes_th
     assert_eq!(
         names(&drain(&mut rx)),
         ["fault.injected", "fault.ended", "fault.ended"],
-        "the action, then the undo (nothing to uncordon)"
+        "the action, then the undo"
     );
 }
 
@@ -193,7 +191,7 @@ async fn an_eviction_refused_past_the_bound_fails_the_fault_and_the_registered_u
     let mut rx = events.subscribe();
 
     let started = Instant::now();
-    let error = chaos::apply(&platform, &events, &rollback, &terminate(None))
+    let error = chaos::apply(&platform, &events, &rollback, &drain_node(None))
         .await
         .unwrap_err();
     let waited = started.elapsed();
@@ -218,7 +216,7 @@ async fn an_eviction_refused_past_the_bound_fails_the_fault_and_the_registered_u
 }
 
 #[tokio::test]
-async fn undoing_a_terminated_instance_whose_node_is_gone_is_not_an_error() {
+async fn undoing_a_drain_whose_node_is_gone_is_not_an_error() {
     let (platform, _events, server) = attached();
     let server = server.run(vec![
         cordon("node-a", false).reply(404, fixtures::not_found("nodes", "node-a")),
@@ -234,15 +232,15 @@ async fn undoing_a_terminated_instance_whose_node_is_gone_is_not_an_error() {
 }
 
 #[tokio::test]
-async fn two_nodes_terminated_at_once_register_an_uncordon_for_each() {
+async fn two_nodes_drained_at_once_register_an_uncordon_for_each() {
     let (platform, _events, server) = attached();
     let server = server.run(vec![]);
     let nodes = [
         Target::new(TargetKind::Instance, "node-a"),
         Target::new(TargetKind::Instance, "node-b"),
     ];
-    let mut two = terminate(None);
-    two.kind = FaultKind::TerminateInstance {
+    let mut two = drain_node(None);
+    two.kind = FaultKind::DrainNode {
         radius: BlastRadius::Count(2),
         zone: None,
     };
@@ -265,7 +263,7 @@ async fn two_nodes_terminated_at_once_register_an_uncordon_for_each() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_drain_that_outlasts_its_time_is_reported_and_the_node_still_deleted() {
+async fn a_drain_that_outlasts_its_time_is_reported_and_leaves_the_node_cordoned() {
     let (platform, _events, server) = attached();
     let cluster = platform.cluster().clone().with_timing(Timing {
         drain_timeout: Duration::from_secs(2),
@@ -283,23 +281,123 @@ async fn a_drain_that_outlasts_its_time_is_reported_and_the_node_still_deleted()
         eviction_of("orders-a").reply(201, fixtures::success()),
         pods_on("node-a", vec![stuck.clone()]),
         pods_on("node-a", vec![stuck]),
-        Exchange::delete("/api/v1/nodes/node-a").ok(fixtures::success()),
     ]);
 
-    let actions = cluster.terminate_node("node-a").await.unwrap();
+    let actions = cluster.drain_node("node-a").await.unwrap();
     drop(cluster);
     mock::finish(server).await;
 
     assert_eq!(
         actions[2..],
-        [
-            Action::DrainIncomplete {
-                pods: vec![format!("{NS}/orders-a")]
-            },
-            Action::NodeDeleted {
-                node: "node-a".into()
-            },
-        ]
+        [Action::DrainIncomplete {
+            pods: vec![format!("{NS}/orders-a")]
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_drain_leaves_a_bare_pod_and_gameday_s_own_alone() {
+    let (platform, _events, server) = attached();
+    let mut bare = fixtures::pod("debug", "web", Some("node-a"), true);
+    bare["metadata"]["ownerReferences"] = json!([]);
+    let server = server.run(vec![
+        cordon("node-a", true).ok(fixtures::cordoned(fixtures::node("node-a", true, "zone-a"))),
+        pods_on("node-a", vec![bare]),
+    ]);
+
+    let actions = platform.cluster().drain_node("node-a").await.unwrap();
+    drop(platform);
+    mock::finish(server).await;
+
+    assert_eq!(
+        actions[1],
+        Action::PodLeft {
+            namespace: NS.into(),
+            pod: "debug".into(),
+            why: "no controller would replace it (a bare pod)"
+        }
+    );
+}
+
+#[tokio::test]
+async fn terminating_an_instance_loses_its_machine_through_the_node_provider_with_no_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("lost");
+    let (cluster, server) = super::mock::cluster();
+    let mut target = super::target(false);
+    target.node_provider = Some(format!("echo {{node}} {{zone}} > {}", marker.display()));
+    let events = std::sync::Arc::new(crate::events::EventLog::new(None).unwrap());
+    let platform = crate::platform::kubernetes::KubernetesPlatform::new(
+        cluster,
+        target,
+        super::ENTRY.into(),
+        events.clone(),
+    );
+    let mut node = fixtures::node("node-a", true, "zone-a");
+    node["spec"]["providerID"] = json!("gameday-cluster://local/zone-a/node-a");
+    let server = server.run(
+        node_candidates(
+            vec![fixtures::pod("cart-a", "cart", Some("node-a"), true)],
+            vec![node.clone()],
+        )
+        .into_iter()
+        .chain([Exchange::get("/api/v1/nodes").ok(fixtures::list("Node", "v1", "9", vec![node]))])
+        .collect(),
+    );
+    let rollback = Rollback::default();
+
+    let injected = chaos::apply(&platform, &events, &rollback, &terminate(None))
+        .await
+        .unwrap();
+    drop(platform);
+    let seen = mock::finish(server).await;
+
+    assert_eq!(injected.targets[0].id, "node-a");
+    assert!(
+        injected.targets[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("gameday-cluster://local/zone-a/node-a")),
+        "the plan names the provider: {:?}",
+        injected.targets[0]
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "node-a zone-a\n");
+    assert!(
+        rollback.is_empty(),
+        "nothing to undo: the group replaces the machine"
+    );
+    assert!(
+        seen.iter().all(|r| r.method == http::Method::GET),
+        "no cordon, eviction or delete: the machine is lost, not drained: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_node_whose_provider_is_unknown_is_refused_with_what_to_set() {
+    let (platform, events, server) = attached();
+    let mut node = fixtures::node("node-a", true, "zone-a");
+    node["spec"]["providerID"] = json!("kind://docker/kind/kind-worker");
+    let server = server.run(
+        node_candidates(
+            vec![fixtures::pod("cart-a", "cart", Some("node-a"), true)],
+            vec![node.clone()],
+        )
+        .into_iter()
+        .chain([Exchange::get("/api/v1/nodes").ok(fixtures::list("Node", "v1", "9", vec![node]))])
+        .collect(),
+    );
+
+    let error = chaos::apply(&platform, &events, &Rollback::default(), &terminate(None))
+        .await
+        .unwrap_err();
+    drop(platform);
+    mock::finish(server).await;
+
+    assert!(
+        error
+            .to_string()
+            .contains("set target.node-provider.command"),
+        "{error}"
     );
 }
 

@@ -81,7 +81,10 @@ fn faults_kubernetes_repairs_by_itself_cannot_last_and_there_is_no_standby_to_ke
         .contains("rebuild-standby")
     );
     assert_eq!(
-        supports(&t, &fault(FaultKind::RestartCache, Some(30))),
+        supports(
+            &t,
+            &fault(FaultKind::RestartCache { reboot: false }, Some(30))
+        ),
         Support::Yes
     );
     assert_eq!(supports(&t, &fault(kill_cart(), None)), Support::Yes);
@@ -100,6 +103,7 @@ fn the_plan_says_nodes_are_chosen_only_among_those_running_the_namespace_s_pods(
         FaultKind::TerminateInstance {
             radius: BlastRadius::Count(1),
             zone: Some("zone-b".into()),
+            graceful: false,
         },
         None,
     );
@@ -112,7 +116,10 @@ fn the_plan_says_nodes_are_chosen_only_among_those_running_the_namespace_s_pods(
         "{text}"
     );
     assert!(text.contains("PodDisruptionBudgets honoured"), "{text}");
-    let cache = describe(&t, &fault(FaultKind::RestartCache, Some(30)));
+    let cache = describe(
+        &t,
+        &fault(FaultKind::RestartCache { reboot: false }, Some(30)),
+    );
     assert!(
         cache.starts_with("scale StatefulSet redis in namespace gameday-shop to 0"),
         "{cache}"
@@ -278,6 +285,7 @@ async fn the_plan_s_dry_run_asks_the_api_server_and_names_each_permission_missin
         FaultKind::TerminateInstance {
             radius: BlastRadius::Count(1),
             zone: None,
+            graceful: false,
         },
         None,
     );

@@ -165,8 +165,9 @@ impl Track<Pod> for Pods {
 }
 
 /// EndpointSlices by name: which of the shop's pods each lists as serving.
-/// A pod that joins is `replica.serving`; one that leaves is already told
-/// by its pod (terminating, deleted).
+/// A pod that joins is `replica.serving`; one that leaves is
+/// `replica.unready` (its pod may also say terminating or deleted; a pod
+/// whose readiness failed says nothing else).
 #[derive(Debug, Default)]
 pub struct EndpointSlices {
     slices: BTreeMap<String, BTreeSet<String>>,
@@ -190,6 +191,12 @@ impl Track<EndpointSlice> for EndpointSlices {
         let before = self.slices.entry(slice.name_any()).or_default();
         for replica in serving.difference(before) {
             out.push(EventKind::ReplicaServing {
+                service: service.clone(),
+                replica: replica.clone(),
+            });
+        }
+        for replica in before.difference(&serving) {
+            out.push(EventKind::ReplicaUnready {
                 service: service.clone(),
                 replica: replica.clone(),
             });

@@ -74,11 +74,19 @@ impl Track<HorizontalPodAutoscaler> for Hpas {
             .as_ref()
             .map(|s| s.scale_target_ref.name.clone())
             .unwrap_or_else(|| hpa.name_any());
-        // A new HPA has no status until the controller's first sync: its
-        // zero desired replicas would read as a decision.
+        // A new HPA has no status until the controller's first sync, and
+        // then one with `desiredReplicas: 0` and no metrics until it has
+        // read them: neither is a scaling decision.
         let Some(status) = hpa.status.clone() else {
             return;
         };
+        let has_metrics = status
+            .current_metrics
+            .as_ref()
+            .is_some_and(|m| !m.is_empty());
+        if status.desired_replicas == 0 || !has_metrics {
+            return;
+        }
         let desired = status.desired_replicas;
         let current = status.current_replicas.unwrap_or(desired);
         let cpu = status
