@@ -332,7 +332,7 @@ fn check_services(manifests: &[Manifest], overrides: &Overrides) -> Result<()> {
 /// Sets the image of every container and init container of a pod spec.
 fn set_images(pod: &mut Value, image: &str) {
     for key in ["containers", "initContainers"] {
-        if let Some(containers) = pod[key].as_array_mut() {
+        if let Some(containers) = pod.get_mut(key).and_then(Value::as_array_mut) {
             for container in containers {
                 container["image"] = Value::from(image);
             }

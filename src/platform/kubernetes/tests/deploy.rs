@@ -59,7 +59,7 @@ async fn deploying_applies_every_manifest_server_side_then_waits_for_the_rollout
     drop(cluster);
     let seen = mock::finish(server).await;
 
-    assert_eq!(seen.len(), 33 + 4);
+    assert_eq!(seen.len(), 33 + 12 + 4, "applies, scales, looks");
     assert_eq!(workloads.len(), 9);
     assert!(workloads.iter().all(|w| w.available));
     assert_eq!(looks.len(), 2);
@@ -94,6 +94,8 @@ async fn a_run_that_created_the_namespace_deletes_it_on_shutdown_and_knows_the_a
     script.extend(applies(NS));
     script.extend(all_ready(NS));
     script.extend([
+        // Gameday created it: it carries gameday's label.
+        Exchange::get(&namespace).ok(fixtures::namespace(NS, "Active")),
         Exchange::delete(&namespace)
             .body(json!({}))
             .ok(fixtures::namespace(NS, "Terminating")),
@@ -189,6 +191,7 @@ async fn an_image_that_cannot_be_pulled_fails_the_deploy_with_the_reason_and_rem
             )],
         )),
         Exchange::get(&namespace).ok(fixtures::namespace(NS, "Active")),
+        Exchange::get(&namespace).ok(fixtures::namespace(NS, "Active")),
         Exchange::delete(&namespace).ok(fixtures::namespace(NS, "Terminating")),
         Exchange::get(&namespace).reply(404, fixtures::not_found("namespaces", NS)),
     ]);
@@ -218,16 +221,25 @@ async fn an_image_that_cannot_be_pulled_fails_the_deploy_with_the_reason_and_rem
     );
 }
 
-#[tokio::test]
-async fn a_run_without_an_entry_url_is_refused_before_anything_is_applied() {
+#[tokio::test(start_paused = true)]
+async fn a_run_without_an_entry_url_whose_load_balancer_has_no_address_removes_what_it_created() {
     let (cluster, server) = mock::cluster();
-    // Asked whether the namespace is there: before, and after the refusal
-    // (nothing to remove).
-    let missing = || {
-        Exchange::get(&format!("/api/v1/namespaces/{NS}"))
-            .reply(404, fixtures::not_found("namespaces", NS))
-    };
-    let server = server.run(vec![missing(), missing()]);
+    let namespace = format!("/api/v1/namespaces/{NS}");
+    let mut script =
+        vec![Exchange::get(&namespace).reply(404, fixtures::not_found("namespaces", NS))];
+    script.extend(applies(NS));
+    script.extend(all_ready(NS));
+    script.extend([
+        // Service web is a LoadBalancer whose address is still pending.
+        Exchange::get(&format!("{namespace}/services/web")).ok(fixtures::service_pending("web")),
+        Exchange::get(&namespace).ok(fixtures::namespace(NS, "Active")),
+        Exchange::get(&namespace).ok(fixtures::namespace(NS, "Active")),
+        Exchange::delete(&namespace)
+            .body(json!({}))
+            .ok(fixtures::namespace(NS, "Terminating")),
+        Exchange::get(&namespace).reply(404, fixtures::not_found("namespaces", NS)),
+    ]);
+    let server = server.run(script);
     let mut no_entry = target(true);
     no_entry.entry_url = None;
 
@@ -243,11 +255,9 @@ async fn a_run_without_an_entry_url_is_refused_before_anything_is_applied() {
         "{error:?}"
     );
     let message = error.to_string();
+    assert!(message.contains("no load balancer address"), "{message}");
     assert!(message.contains("set target.entry-url"), "{message}");
-    assert!(
-        message.contains("kubectl port-forward -n gameday-shop svc/web 8080:80"),
-        "{message}"
-    );
+    assert!(message.contains("http://127.0.0.1:30080"), "{message}");
 }
 
 #[tokio::test(start_paused = true)]

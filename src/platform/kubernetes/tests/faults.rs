@@ -88,8 +88,10 @@ pub(super) fn names(events: &[EventKind]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn killing_a_pod_deletes_it_with_grace_period_zero_and_needs_no_undo() {
+async fn killing_a_pod_crashes_it_from_its_node_and_needs_no_undo() {
     let (platform, events, server) = attached();
+    let cart_a = fixtures::pod("cart-a", "cart", Some("node-a"), true);
+    let agent = "gameday-crash-cart-a-x7k2p";
     let server = server.run(vec![
         pods_of(
             "cart",
@@ -98,14 +100,11 @@ async fn killing_a_pod_deletes_it_with_grace_period_zero_and_needs_no_undo() {
                 fixtures::pod("cart-a", "cart", Some("node-a"), true),
             ],
         ),
-        Exchange::delete(&pod_path("cart-a"))
-            .body(json!({ "gracePeriodSeconds": 0 }))
-            .ok(fixtures::terminating(fixtures::pod(
-                "cart-a",
-                "cart",
-                Some("node-a"),
-                true,
-            ))),
+        Exchange::get(&pod_path("cart-a")).ok(cart_a.clone()),
+        Exchange::post(&format!("/api/v1/namespaces/{NS}/pods"))
+            .reply(201, fixtures::crash_agent(agent, "node-a", 0, 1)),
+        Exchange::get(&pod_path(agent)).ok(fixtures::crash_agent(agent, "node-a", 0, 1)),
+        Exchange::delete(&pod_path(agent)).ok(fixtures::crash_agent(agent, "node-a", 0, 1)),
     ]);
     let mut rx = events.subscribe();
     let rollback = Rollback::default();
@@ -114,7 +113,24 @@ async fn killing_a_pod_deletes_it_with_grace_period_zero_and_needs_no_undo() {
         .await
         .unwrap();
     drop(platform);
-    mock::finish(server).await;
+    let requests = mock::finish(server).await;
+
+    // The agent: on the pod's node, in the host's PID namespace, killing
+    // the pod's container by its ID.
+    let created = requests[2].body.clone().unwrap();
+    assert_eq!(created["spec"]["nodeName"], "node-a");
+    assert_eq!(created["spec"]["hostPID"], true);
+    let script = created["spec"]["containers"][0]["command"][2]
+        .as_str()
+        .unwrap();
+    let id = cart_a["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://");
+    assert!(
+        script.contains("kill -9") && script.contains(id),
+        "{script}"
+    );
 
     let ids: Vec<&str> = injected.targets.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["cart-a"], "the first by name");
@@ -176,8 +192,16 @@ async fn killing_a_pod_without_permission_names_the_action_and_the_permission() 
             "cart",
             vec![fixtures::pod("cart-a", "cart", Some("node-a"), true)],
         ),
-        Exchange::delete(&pod_path("cart-a"))
-            .reply(403, fixtures::forbidden("delete", "pods", "cart-a")),
+        Exchange::get(&pod_path("cart-a")).ok(fixtures::pod(
+            "cart-a",
+            "cart",
+            Some("node-a"),
+            true,
+        )),
+        Exchange::post(&format!("/api/v1/namespaces/{NS}/pods")).reply(
+            403,
+            fixtures::forbidden("create", "pods", "gameday-crash-cart-a-"),
+        ),
     ]);
     let mut rx = events.subscribe();
 
@@ -195,7 +219,7 @@ async fn killing_a_pod_without_permission_names_the_action_and_the_permission() 
     let message = error.to_string();
     assert!(
         message.starts_with(
-            "the Kubernetes API refused to delete pod cart-a in namespace gameday-shop (403 Forbidden"
+            "the Kubernetes API refused to create the crash agent for pod cart-a on node node-a in namespace gameday-shop (403 Forbidden"
         ),
         "{message}"
     );

@@ -40,6 +40,7 @@ pub fn pod(name: &str, service: &str, node: Option<&str>, ready: bool) -> Value 
             "containerStatuses": [{
                 "name": service, "image": "gameday-shop:0.1.0", "imageID": "", "restartCount": 0,
                 "ready": ready, "started": ready,
+                "containerID": format!("containerd://{:0>64}", name.len()),
                 "state": { "running": { "startedAt": "2026-11-22T10:00:00Z" } }
             }]
         }
@@ -48,6 +49,25 @@ pub fn pod(name: &str, service: &str, node: Option<&str>, ready: bool) -> Value 
         pod["spec"]["nodeName"] = json!(node);
     }
     pod
+}
+
+/// gameday's crash agent for `pod`, as the API server answers once it has
+/// run: terminated with `exit` and `killed` processes in its message.
+pub fn crash_agent(name: &str, node: &str, exit: i32, killed: u32) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "namespace": NS, "uid": format!("uid-{name}"), "resourceVersion": "4000" },
+        "spec": { "nodeName": node, "hostPID": true, "containers": [{ "name": "crash", "image": "busybox:1.36" }] },
+        "status": {
+            "phase": if exit == 0 { "Succeeded" } else { "Failed" },
+            "containerStatuses": [{
+                "name": "crash", "image": "busybox:1.36", "imageID": "", "restartCount": 0, "ready": false,
+                "state": { "terminated": { "exitCode": exit, "reason": if exit == 0 { "Completed" } else { "Error" },
+                           "message": format!("{killed}\n") } }
+            }]
+        }
+    })
 }
 
 /// A StatefulSet's pod (mariadb-0, redis-0, rabbitmq-0).
@@ -157,6 +177,31 @@ pub fn deployment(name: &str, replicas: i32, available: i32) -> Value {
     })
 }
 
+/// A Service of type LoadBalancer whose address is still pending.
+pub fn service_pending(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": { "name": name, "namespace": NS, "resourceVersion": "3300" },
+        "spec": {
+            "type": "LoadBalancer",
+            "ports": [{ "name": "http", "port": 80, "targetPort": "http", "nodePort": 30080 }]
+        },
+        "status": { "loadBalancer": {} }
+    })
+}
+
+/// A Deployment's scale subresource (autoscaling/v1 Scale).
+pub fn deployment_scale(name: &str, namespace: &str, replicas: i32) -> Value {
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": { "name": name, "namespace": namespace, "resourceVersion": "3200" },
+        "spec": { "replicas": replicas },
+        "status": { "replicas": replicas, "selector": format!("app.kubernetes.io/name={name}") }
+    })
+}
+
 pub fn statefulset(name: &str, replicas: i32, ready: i32) -> Value {
     json!({
         "apiVersion": "apps/v1",
@@ -258,7 +303,10 @@ pub fn namespace(name: &str, phase: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": { "name": name, "uid": "ns-uid", "resourceVersion": "10" },
+        "metadata": {
+            "name": name, "uid": "ns-uid", "resourceVersion": "10",
+            "labels": { "app.kubernetes.io/managed-by": "gameday", "kubernetes.io/metadata.name": name }
+        },
         "spec": { "finalizers": ["kubernetes"] },
         "status": { "phase": phase }
     })

@@ -112,8 +112,26 @@ pub fn run_purpose() -> Purpose {
 /// Every server-side apply of the reference shop into `namespace`, in the
 /// order gameday sends them: the Namespace, ConfigMap and Secret, the
 /// Services, StatefulSets, Deployments, then HPAs and PDBs. The Namespace's
-/// and the cart Deployment's bodies are checked exactly.
+/// and the cart Deployment's bodies are checked exactly. Then each
+/// Deployment an HPA manages (all six) is raised from the 1 replica a new
+/// Deployment has to its 2, through the scale subresource.
 pub fn applies(namespace: &str) -> Vec<Exchange> {
+    let mut all = server_side_applies(namespace);
+    let apps = format!("/apis/apps/v1/namespaces/{namespace}");
+    for s in ["web", "user", "catalogue", "cart", "orders", "shipping"] {
+        let scale = format!("{apps}/deployments/{s}/scale");
+        all.push(Exchange::get(&scale).ok(fixtures::deployment_scale(s, namespace, 1)));
+        all.push(
+            Exchange::patch(&scale)
+                .content_type(MERGE)
+                .body(json!({ "spec": { "replicas": 2 } }))
+                .ok(fixtures::deployment_scale(s, namespace, 2)),
+        );
+    }
+    all
+}
+
+fn server_side_applies(namespace: &str) -> Vec<Exchange> {
     let ns = format!("/api/v1/namespaces/{namespace}");
     let apps = format!("/apis/apps/v1/namespaces/{namespace}");
     let mut paths = vec![
@@ -143,7 +161,12 @@ pub fn applies(namespace: &str) -> Vec<Exchange> {
                 .content_type(APPLY);
             if path == ns {
                 exchange
-                    .body(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+                    .body(
+                        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                            "name": namespace,
+                            "labels": { "app.kubernetes.io/managed-by": "gameday" }
+                        }}),
+                    )
                     .ok(fixtures::namespace(namespace, "Active"))
             } else if path.ends_with("deployments/cart") {
                 exchange.body(cart_deployment_as_applied(namespace))
@@ -167,6 +190,8 @@ fn cart_deployment_as_applied(namespace: &str) -> Value {
         .object;
     cart["metadata"]["namespace"] = json!(namespace);
     cart["spec"]["template"]["spec"]["containers"][0]["image"] = json!(IMAGE);
+    // An HPA manages it: its replicas go through the scale subresource.
+    cart["spec"].as_object_mut().unwrap().remove("replicas");
     cart
 }
 

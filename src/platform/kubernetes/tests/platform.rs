@@ -110,12 +110,26 @@ fn the_plan_says_nodes_are_chosen_only_among_those_running_the_namespace_s_pods(
 
     let text = describe(&t, &terminate);
 
-    assert!(text.contains("in zone zone-b"), "{text}");
+    assert!(
+        text.contains("lose a node's machine in zone zone-b"),
+        "{text}"
+    );
     assert!(
         text.contains("only Ready, schedulable, non-control-plane nodes that run pods of namespace gameday-shop"),
         "{text}"
     );
-    assert!(text.contains("PodDisruptionBudgets honoured"), "{text}");
+    assert!(text.contains("set target.node-provider.command"), "{text}");
+    let drain = describe(
+        &t,
+        &fault(
+            FaultKind::DrainNode {
+                radius: BlastRadius::Count(1),
+                zone: None,
+            },
+            None,
+        ),
+    );
+    assert!(drain.contains("PodDisruptionBudgets honoured"), "{drain}");
     let cache = describe(
         &t,
         &fault(FaultKind::RestartCache { reboot: false }, Some(30)),
@@ -235,7 +249,42 @@ fn the_bundled_kubernetes_scenario_validates_against_the_platform() {
 }
 
 fn access_review(verb: &str, resource: &str, namespace: Option<&str>, allowed: bool) -> Exchange {
-    let mut attributes = serde_json::json!({ "group": "", "resource": resource, "verb": verb });
+    review_in("", verb, resource, namespace, allowed)
+}
+
+/// The reviews of what a run's watchers read, each answered `allowed`
+/// except cluster-wide nodes (`nodes`).
+fn reads(nodes: bool) -> Vec<Exchange> {
+    vec![
+        review_in("", "list", "pods", Some(NS), true),
+        review_in("", "watch", "pods", Some(NS), true),
+        review_in(
+            "discovery.k8s.io",
+            "watch",
+            "endpointslices",
+            Some(NS),
+            true,
+        ),
+        review_in("apps", "watch", "deployments", Some(NS), true),
+        review_in(
+            "autoscaling",
+            "watch",
+            "horizontalpodautoscalers",
+            Some(NS),
+            true,
+        ),
+        review_in("", "watch", "nodes", None, nodes),
+    ]
+}
+
+fn review_in(
+    group: &str,
+    verb: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    allowed: bool,
+) -> Exchange {
+    let mut attributes = serde_json::json!({ "group": group, "resource": resource, "verb": verb });
     if let Some(ns) = namespace {
         attributes["namespace"] = serde_json::json!(ns);
     }
@@ -264,8 +313,11 @@ fn access_review(verb: &str, resource: &str, namespace: Option<&str>, allowed: b
 
 #[tokio::test]
 async fn the_plan_s_dry_run_asks_the_api_server_and_names_each_permission_missing() {
-    let (platform, server) = plan_with(vec![
-        access_review("delete", "pods", Some(NS), true),
+    // A user scoped to the namespace: may delete its pods and read them,
+    // not watch the cluster's nodes, nor evict.
+    let mut script = vec![access_review("delete", "pods", Some(NS), true)];
+    script.extend(reads(false));
+    script.extend([
         access_review("patch", "nodes", None, true),
         access_review("list", "pods", None, true),
         Exchange::post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews").reply(
@@ -278,28 +330,40 @@ async fn the_plan_s_dry_run_asks_the_api_server_and_names_each_permission_missin
                 "status": { "allowed": false }
             }),
         ),
-        access_review("delete", "nodes", None, false),
-    ])
-    .await;
-    let terminate = fault(
-        FaultKind::TerminateInstance {
+    ]);
+    script.extend(reads(false));
+    let (platform, server) = plan_with(script).await;
+    let delete_gracefully = FaultKind::KillPod {
+        service: "cart".into(),
+        radius: BlastRadius::Count(1),
+        graceful: true,
+    };
+    let drain = fault(
+        FaultKind::DrainNode {
             radius: BlastRadius::Count(1),
             zone: None,
-            graceful: false,
         },
         None,
     );
 
-    let kill = platform.dry_run(&fault(kill_cart(), None), &[]).await;
-    let error = platform.dry_run(&terminate, &[]).await.unwrap_err();
+    let kill = platform
+        .dry_run(&fault(delete_gracefully, None), &[])
+        .await
+        .unwrap_err();
+    let error = platform.dry_run(&drain, &[]).await.unwrap_err();
     drop(platform);
     mock::finish(server).await;
 
-    assert!(kill.is_ok(), "{kill:?}");
+    assert_eq!(
+        kill.to_string(),
+        "kill-pod would be refused: the user of kube context mock may not watch nodes \
+         (cluster-wide); it needs RBAC permission for it",
+        "a clear refusal, not a run whose watchers see nothing"
+    );
     assert_eq!(
         error.to_string(),
-        "terminate-instance would be refused: the user of kube context mock may not create \
-         pods/eviction in every namespace, delete nodes (cluster-wide); it needs RBAC permission \
+        "drain-node would be refused: the user of kube context mock may not create \
+         pods/eviction in every namespace, watch nodes (cluster-wide); it needs RBAC permission \
          for it"
     );
 }
@@ -314,41 +378,51 @@ async fn the_plan_lists_the_pods_and_nodes_each_fault_would_hit_after_asking_for
         fixtures::pod("cart-b", "cart", Some("node-b"), false),
         fixtures::stateful_pod("mariadb-0", "mariadb", "node-b"),
     ];
-    let (platform, server) = plan_with(vec![
-        Exchange::get(&format!("/api/v1/namespaces/{NS}/pods")).ok(fixtures::list(
-            "Pod",
-            "v1",
-            "7",
-            pods.clone(),
-        )),
-        Exchange::get(&format!(
-            "/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"
-        ))
-        .query(&[("labelSelector", "kubernetes.io/service-name")])
-        .ok(fixtures::list(
-            "EndpointSlice",
-            "discovery.k8s.io/v1",
-            "8",
-            vec![],
-        )),
-        Exchange::get("/api/v1/nodes").ok(fixtures::list(
-            "Node",
-            "v1",
-            "9",
-            vec![
-                fixtures::node("node-a", true, "zone-a"),
-                fixtures::node("node-b", true, "zone-b"),
-            ],
-        )),
-        Exchange::get(&format!("/api/v1/namespaces/{NS}/pods"))
-            .query(&[("labelSelector", "app.kubernetes.io/name=cart")])
-            .ok(fixtures::list("Pod", "v1", "7", pods[..2].to_vec())),
-        access_review("delete", "pods", Some(NS), true),
-        Exchange::get(&format!("/api/v1/namespaces/{NS}/pods"))
-            .query(&[("labelSelector", "app.kubernetes.io/name=mariadb")])
-            .ok(fixtures::list("Pod", "v1", "7", pods[2..].to_vec())),
-        access_review("delete", "pods", Some(NS), false),
-    ])
+    let (platform, server) = plan_with(
+        vec![
+            Exchange::get(&format!("/api/v1/namespaces/{NS}/pods")).ok(fixtures::list(
+                "Pod",
+                "v1",
+                "7",
+                pods.clone(),
+            )),
+            Exchange::get(&format!(
+                "/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"
+            ))
+            .query(&[("labelSelector", "kubernetes.io/service-name")])
+            .ok(fixtures::list(
+                "EndpointSlice",
+                "discovery.k8s.io/v1",
+                "8",
+                vec![],
+            )),
+            Exchange::get("/api/v1/nodes").ok(fixtures::list(
+                "Node",
+                "v1",
+                "9",
+                vec![
+                    fixtures::node("node-a", true, "zone-a"),
+                    fixtures::node("node-b", true, "zone-b"),
+                ],
+            )),
+            Exchange::get(&format!("/api/v1/namespaces/{NS}/pods"))
+                .query(&[("labelSelector", "app.kubernetes.io/name=cart")])
+                .ok(fixtures::list("Pod", "v1", "7", pods[..2].to_vec())),
+            access_review("create", "pods", Some(NS), true),
+            access_review("get", "pods", Some(NS), true),
+            access_review("delete", "pods", Some(NS), true),
+        ]
+        .into_iter()
+        .chain(reads(true))
+        .chain([
+            Exchange::get(&format!("/api/v1/namespaces/{NS}/pods"))
+                .query(&[("labelSelector", "app.kubernetes.io/name=mariadb")])
+                .ok(fixtures::list("Pod", "v1", "7", pods[2..].to_vec())),
+            access_review("delete", "pods", Some(NS), false),
+        ])
+        .chain(reads(true))
+        .collect(),
+    )
     .await;
 
     let plan = crate::plan::render(&scenario, &*platform).await;
@@ -360,8 +434,8 @@ async fn the_plan_lists_the_pods_and_nodes_each_fault_would_hit_after_asking_for
         "instances (2): node-a (10.0.0.1, zone-a), node-b (10.0.0.1, zone-b)",
         "replicas: web 0, user 0, catalogue 0, cart 2, orders 0, shipping 0",
         "infrastructure: mariadb-0",
-        "would hit 1 of 2: cart-a",
-        "candidates: cart-a (node-a, ready), cart-b (node-b, not ready)",
+        // Only ready pods are candidates: cart-b serves nothing.
+        "would hit 1 of 1: cart-a",
         "would hit 1 of 1: mariadb-0",
         "DRY RUN REFUSED: db-failover would be refused: the user of kube context mock may not \
          delete pods in namespace gameday-shop",

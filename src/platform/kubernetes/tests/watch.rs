@@ -253,7 +253,7 @@ async fn all_watchers_together_emit_pods_endpoints_scaling_and_nodes_into_the_ru
     let synced = watchers.wait_synced(Duration::from_secs(10)).await;
     let mut events = Vec::new();
     let collect = async {
-        while events.len() < 9 {
+        while events.len() < 10 {
             events.push(rx.recv().await.expect("the log goes on").kind);
         }
     };
@@ -280,6 +280,11 @@ async fn all_watchers_together_emit_pods_endpoints_scaling_and_nodes_into_the_ru
         ready("catalogue", "catalogue-c"),
         serving("catalogue", "catalogue-a"),
         serving("catalogue", "catalogue-c"),
+        // catalogue-a left the Service's endpoints (its readiness failed).
+        EventKind::ReplicaUnready {
+            service: "catalogue".into(),
+            replica: "catalogue-a".into(),
+        },
         EventKind::ScalingSignal {
             service: "catalogue".into(),
             observed_cpu_percent: Some(91.0),
