@@ -1,20 +1,19 @@
 //! The gameday binary against Kubernetes: `plan` against a cluster that
 //! does not answer, and (ignored unless a cluster is given) the
-//! kubernetes-smoke scenario end to end: `up`, a port-forward to the
-//! storefront, `run`, `down`.
+//! kubernetes-smoke scenario end to end: `up`, `run` through the cluster's
+//! load balancer, `down`.
 //!
-//! On a real cluster:
+//! On a real cluster (scripts/cluster.sh up gives gameday-local; scripts/test.sh
+//! runs the ignored tests when GAMEDAY_TEST_KUBECONTEXT is set):
 //!
 //! ```sh
-//! GAMEDAY_TEST_KUBECONTEXT=kind-gameday GAMEDAY_TEST_KUBE_IMAGE=gameday-shop:0.1.0 \
-//!   cargo nextest run --run-ignored only -E 'test(on_a_real_cluster)'
+//! GAMEDAY_TEST_KUBECONTEXT=gameday-local scripts/test.sh -E 'test(on_a_real_cluster)'
 //! ```
 
 use std::{
     net::TcpListener,
     path::Path,
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Output},
 };
 
 fn gameday(args: &[&str], kubeconfig: Option<&Path>) -> Output {
@@ -102,88 +101,63 @@ fn required(name: &str) -> String {
         .unwrap_or_else(|_| panic!("set {name} to run the tests that need a cluster (see README)"))
 }
 
-/// `kubectl port-forward` to Service web, killed when dropped.
-struct PortForward(Child);
-
-impl Drop for PortForward {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn port_forward(context: &str, namespace: &str, port: u16) -> PortForward {
-    let child = Command::new("kubectl")
-        .args(["--context", context, "-n", namespace, "port-forward"])
-        .args(["svc/web", &format!("{port}:80")])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("kubectl is installed");
-    let forward = PortForward(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the port-forward did not open");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    forward
-}
-
-#[test]
-#[ignore = "needs a cluster"]
-fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
+/// scenarios/kubernetes-smoke.yaml for the cluster the environment names:
+/// its context (GAMEDAY_TEST_KUBECONTEXT), a namespace of this test's own,
+/// the shop image (GAMEDAY_TEST_KUBE_IMAGE, default gameday-shop:0.1.0)
+/// and the entry (GAMEDAY_TEST_KUBE_ENTRY_URL, default the scenario's: the
+/// load balancer scripts/cluster.sh runs in front of every node).
+fn smoke_on_the_cluster(dir: &Path) -> std::path::PathBuf {
     let context = required("GAMEDAY_TEST_KUBECONTEXT");
-    let image = required("GAMEDAY_TEST_KUBE_IMAGE");
     let namespace = format!("gameday-e2e-{}", std::process::id());
-    let port = free_port();
-    let entry = std::env::var("GAMEDAY_TEST_KUBE_ENTRY_URL").ok();
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(concat!(
+    let mut text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/scenarios/kubernetes-smoke.yaml"
     ))
-    .unwrap()
-    .replace("context: kind-gameday", &format!("context: {context}"))
-    .replace(
-        "namespace: gameday-shop",
-        &format!("namespace: {namespace}"),
-    )
-    .replace("image: gameday-shop:0.1.0", &format!("image: {image}"))
-    .replace(
-        "entry-url: http://127.0.0.1:8080",
-        &format!(
-            "entry-url: {}",
-            entry.clone().unwrap_or(format!("http://127.0.0.1:{port}"))
-        ),
-    )
-    .replace("dir: reports", &format!("dir: {}", dir.path().display()));
-    let scenario = dir.path().join("kubernetes-smoke.yaml");
+    .unwrap();
+    let mut swap = |from: &str, to: String| {
+        assert!(text.contains(from), "the smoke scenario has {from}");
+        text = text.replace(from, &to);
+    };
+    swap("context: gameday-local", format!("context: {context}"));
+    swap("namespace: gameday-shop", format!("namespace: {namespace}"));
+    if let Ok(image) = std::env::var("GAMEDAY_TEST_KUBE_IMAGE") {
+        swap("image: gameday-shop:0.1.0", format!("image: {image}"));
+    }
+    if let Ok(entry) = std::env::var("GAMEDAY_TEST_KUBE_ENTRY_URL") {
+        swap(
+            "entry-url: http://127.0.0.1:30080",
+            format!("entry-url: {entry}"),
+        );
+    }
+    swap("dir: reports", format!("dir: {}", dir.display()));
+    let scenario = dir.join("kubernetes-smoke.yaml");
     std::fs::write(&scenario, text).unwrap();
+    scenario
+}
+
+#[test]
+#[ignore = "needs a cluster: GAMEDAY_TEST_KUBECONTEXT (scripts/test.sh runs it when set)"]
+fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = smoke_on_the_cluster(dir.path());
     let file = scenario.to_str().unwrap();
 
     let up = gameday(&["up", "--scenario", file], None);
-    let forward = entry
-        .is_none()
-        .then(|| {
-            up.status
-                .success()
-                .then(|| port_forward(&context, &namespace, port))
-        })
-        .flatten();
     let run = gameday(&["run", file, "--yes"], None);
-    drop(forward);
     let down = gameday(&["down", "--scenario", file], None);
 
+    let up_out = String::from_utf8_lossy(&up.stdout);
     assert!(
         up.status.success(),
-        "{}",
+        "{up_out}{}",
         String::from_utf8_lossy(&up.stderr)
     );
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    // The storefront is the cluster's load balancer, not a port-forward.
     assert!(
-        matches!(run.status.code(), Some(0 | 3)),
-        "a verdict, not an error: {stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+        up_out.contains("http://"),
+        "up names the storefront: {up_out}"
     );
+    let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("Verdict:"), "{stdout}");
     let summary = std::fs::read_dir(dir.path())
         .unwrap()
@@ -193,6 +167,15 @@ fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
         .expect("summary.json");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    crate::support::assert_exit(
+        run.status.code(),
+        &summary,
+        &[0, 3],
+        &format!(
+            "a verdict, not an error: {stdout}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        ),
+    );
     let faults = summary["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 2, "{summary}");
     assert!(

@@ -7,6 +7,7 @@ mod architecture;
 mod aws;
 mod chaos;
 mod cli;
+mod cluster;
 mod kubernetes;
 mod local;
 mod manifests;

@@ -1,13 +1,15 @@
-//! On a real cluster, on demand (README: "Tests on a real cluster"):
+//! On a real cluster, when GAMEDAY_TEST_KUBECONTEXT names one (README:
+//! "Tests on a real cluster"; scripts/test.sh runs the ignored tests then):
 //!
 //! ```sh
-//! GAMEDAY_TEST_KUBECONTEXT=kind-gameday GAMEDAY_TEST_KUBE_IMAGE=gameday-shop:0.1.0 \
-//!   cargo nextest run --run-ignored only -E 'test(on_a_real_cluster)'
+//! GAMEDAY_TEST_KUBECONTEXT=gameday-local scripts/test.sh -E 'test(on_a_real_cluster)'
 //! ```
 //!
-//! The test deploys the shop into a namespace of its own (deleted after),
-//! kills a cart pod through the chaos engine, and waits for the watchers to
-//! report the pod gone and a replacement serving.
+//! The test takes the target of scenarios/kubernetes-smoke.yaml (images,
+//! node provider) for that context, deploys the shop into a namespace of
+//! its own (deleted after), crashes a cart container through the chaos
+//! engine, and waits for the watchers to report the pod gone and a
+//! replacement serving.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,13 +17,10 @@ use crate::{
     chaos::{self, Rollback},
     events::{EventKind, EventLog},
     platform::{
-        kubernetes::{
-            KubernetesBackend,
-            tests::{run_purpose, target},
-        },
+        kubernetes::{KubernetesBackend, tests::run_purpose},
         lifecycle,
     },
-    scenario::{BlastRadius, Fault, FaultKind, Schedule},
+    scenario::{BlastRadius, Fault, FaultKind, PlatformSpec, Scenario, Schedule},
 };
 
 fn required(name: &str) -> String {
@@ -30,11 +29,20 @@ fn required(name: &str) -> String {
 }
 
 #[tokio::test]
-#[ignore = "needs a cluster"]
+#[ignore = "needs a cluster: GAMEDAY_TEST_KUBECONTEXT (scripts/test.sh runs it when set)"]
 async fn on_a_real_cluster_a_killed_cart_pod_is_replaced_and_serves_again() {
-    let mut spec = target(true);
+    let smoke = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/kubernetes-smoke.yaml"
+    );
+    let mut spec = match Scenario::load(std::path::Path::new(smoke)).map(|s| s.target) {
+        Ok(PlatformSpec::Kubernetes(spec)) => spec,
+        other => panic!("the smoke scenario is on kubernetes: {other:?}"),
+    };
     spec.context = Some(required("GAMEDAY_TEST_KUBECONTEXT"));
-    spec.image = Some(required("GAMEDAY_TEST_KUBE_IMAGE"));
+    if let Ok(image) = std::env::var("GAMEDAY_TEST_KUBE_IMAGE") {
+        spec.image = Some(image);
+    }
     spec.namespace = format!("gameday-it-{}", std::process::id());
     // Nothing here goes through the entry; the run's own test does.
     spec.entry_url = Some("http://unused.invalid".into());
