@@ -146,7 +146,7 @@ go_packages() {
 go_outputs() { # NAME-GO-BUILD-GIVES DESTINATION
   local p
   for p in $K8S_PROGRAMS; do echo "$p $BIN/$p"; done
-  echo "v3 $ETCD_BIN"   # go.etcd.io/etcd/server/v3
+  echo "server $ETCD_BIN"   # go.etcd.io/etcd/server/v3 (go build names it after "server")
   echo "metrics-server $METRICS_SERVER_BIN"
   echo "coredns $COREDNS_BIN"
 }
@@ -200,7 +200,7 @@ go_programs() {
   local part=$CACHE/bin/go-build.part name dest ldflags=()
   mapfile -t ldflags < <(go_ldflags)
   rm -rf "$part"; mkdir -p "$part" "$BIN" "$ADDON_BIN"
-  (cd "$CLDIR" && go_env && nice -n 19 go build -trimpath "${ldflags[@]}" -o "$part/" $(go_packages) >"$CACHE/log/go-build.log" 2>&1) ||
+  (cd "$CLDIR" && go_env && nice -n "${GAMEDAY_CLUSTER_NICE:-19}" go build -trimpath "${ldflags[@]}" -o "$part/" $(go_packages) >"$CACHE/log/go-build.log" 2>&1) ||
     { tail -40 "$CACHE/log/go-build.log" >&2; die "go build failed (log: $CACHE/log/go-build.log)"; }
   while read -r name dest; do mv -f "$part/$name" "$dest"; done < <(go_outputs)
   rmdir "$part"
@@ -235,7 +235,7 @@ build() {
   fi
   if ! have_go_programs; then
     check_go
-    say "building $(go_outputs | awk '{print $1}' | sed 's/^v3$/etcd/' | tr '\n' ' ')from $CLDIR/go.mod into $CACHE/bin"
+    say "building $(go_outputs | awk '{print $1}' | sed 's/^server$/etcd/' | tr '\n' ' ')from $CLDIR/go.mod into $CACHE/bin"
     step "go modules" go_modules
     step "go build" go_programs
     built=true

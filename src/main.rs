@@ -5,10 +5,11 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = gameday::cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("GAMEDAY_LOG")
-        // kube's client logs every failed connection as an error; gameday
-        // reports it itself, naming the cluster.
+        // kube's client logs every failed connection as an error, and goose
+        // every failed request as a warning (thousands while a node is
+        // lost); gameday counts and reports them itself.
         .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("warn,kube_client::client::builder=off")
+            tracing_subscriber::EnvFilter::new("warn,kube_client::client::builder=off,goose=error")
         });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -205,7 +205,7 @@ pub async fn apply(
 /// What one piece of the engine's work came to.
 enum Done {
     Applied {
-        fault: Fault,
+        fault: Box<Fault>,
         reply: Option<tokio::sync::oneshot::Sender<std::result::Result<Injected, String>>>,
         outcome: Result<Injected>,
     },
@@ -252,7 +252,7 @@ pub async fn serve(
                 };
                 work.push(async move {
                     let outcome = apply(platform, events, rollback, &fault).await;
-                    Done::Applied { fault, reply, outcome }
+                    Done::Applied { fault: Box::new(fault), reply, outcome }
                 }.boxed());
             }
             Some(done) = work.next(), if !work.is_empty() => {

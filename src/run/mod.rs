@@ -254,7 +254,10 @@ async fn audit_orders(
         platform.entry_url(),
         platform.admin_token(),
         acknowledged,
-        Duration::from_secs(60),
+        // Long enough for a database lost with its node to come back: on
+        // the local cluster NotReady after ~45 s, rescheduled and ready
+        // ~60 s later. The audit ends as soon as every order is dispatched.
+        Duration::from_secs(150),
     )
     .await;
     let why = why.map(|w| match w {

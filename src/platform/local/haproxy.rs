@@ -77,7 +77,7 @@ pub struct HaproxyConfig {
 
 impl HaproxyConfig {
     pub fn socket(&self) -> PathBuf {
-        self.dir.join("haproxy.sock")
+        super::process::socket_path(&self.dir, "haproxy.sock")
     }
 
     /// The configuration. One thread: at a few thousand requests a second

@@ -297,7 +297,7 @@ impl MariaDb {
             .arg(format!("--datadir={}", data.display()))
             .arg(format!(
                 "--socket={}",
-                self.options.dir.join("mariadbd.sock").display()
+                super::process::socket_path(&self.options.dir, "mariadbd.sock").display()
             ))
             .arg(format!(
                 "--pid-file={}",

@@ -201,6 +201,21 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 
 /// Finds a server program on PATH (and the sbin and RabbitMQ folders, which
 /// are not on every user's PATH); a missing one names the Debian package.
+/// Where a server's Unix socket goes: `dir/name`, or, when that path is
+/// longer than a socket address holds (108 bytes, `sun_path`; a long
+/// scenario name in a deep report directory gets there), a short path in
+/// the temporary directory named by a hash of the long one.
+pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let path = dir.join(name);
+    if path.as_os_str().len() < 100 {
+        return path;
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut hasher);
+    std::env::temp_dir().join(format!("gameday-{:016x}-{name}", hasher.finish()))
+}
+
 pub fn find_program(program: &str, package: &'static str) -> Result<PathBuf> {
     let mut path = std::env::var("PATH").unwrap_or_default();
     for extra in ["/usr/sbin", "/sbin", "/usr/lib/rabbitmq/bin"] {
@@ -326,4 +341,32 @@ pub fn group_rss_kib(pgid: u32) -> u64 {
         })
         .filter_map(rss_kib)
         .sum()
+}
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_path_too_long_for_sun_path_is_moved_to_a_short_one() {
+        let deep = Path::new(
+            "/work/main/reports/kubernetes-gameday-on-local-20261202-160704/platform/infra/mariadb/mariadb-1",
+        );
+        let short = Path::new("/tmp/stack");
+
+        let moved = socket_path(deep, "mariadbd.sock");
+
+        assert_eq!(
+            socket_path(short, "mariadbd.sock"),
+            short.join("mariadbd.sock")
+        );
+        assert!(moved.as_os_str().len() < 100, "{}", moved.display());
+        assert!(moved.to_string_lossy().ends_with("-mariadbd.sock"));
+        assert_eq!(
+            moved,
+            socket_path(deep, "mariadbd.sock"),
+            "the same every time"
+        );
+        assert_ne!(moved, socket_path(&deep.join("x"), "mariadbd.sock"));
+    }
 }

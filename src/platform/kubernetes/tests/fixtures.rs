@@ -349,20 +349,21 @@ pub fn not_found(resource: &str, name: &str) -> Value {
     status
 }
 
-/// What the eviction subresource answers when a PodDisruptionBudget forbids it.
+/// What the eviction subresource answered on the local cluster
+/// (scripts/cluster.sh, Kubernetes v1.34.4) when PodDisruptionBudget
+/// `cart` forbade an eviction: recorded/eviction-refused-by-pdb.json, with
+/// the budget's name put in.
 pub fn pdb_refusal(pdb: &str) -> Value {
-    let mut status = status(
-        429,
-        "TooManyRequests",
-        "Cannot evict pod as it would violate the pod's disruption budget.",
-    );
-    status["details"] = json!({
-        "causes": [{
-            "reason": "DisruptionBudget",
-            "message": format!("The disruption budget {pdb} needs 1 healthy pods and has 1 currently")
-        }]
-    });
-    status
+    let recorded = include_str!("recorded/eviction-refused-by-pdb.json")
+        .replace("budget cart needs", &format!("budget {pdb} needs"));
+    serde_json::from_str(&recorded).expect("recorded JSON")
+}
+
+/// HorizontalPodAutoscaler `cart` as the local cluster's API server
+/// served it seconds after it was created: `desiredReplicas: 0`, no
+/// metrics yet (recorded/hpa-fresh.json).
+pub fn hpa_fresh() -> Value {
+    serde_json::from_str(include_str!("recorded/hpa-fresh.json")).expect("recorded JSON")
 }
 
 pub fn forbidden(verb: &str, resource: &str, name: &str) -> Value {

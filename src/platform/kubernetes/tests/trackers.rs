@@ -308,3 +308,35 @@ fn an_hpa_not_synced_yet_is_no_decision_when_its_status_arrives() {
     assert_eq!(created, []);
     assert_eq!(synced, []);
 }
+
+#[test]
+fn a_fresh_hpa_recorded_from_a_real_cluster_is_no_scale_in_to_zero() {
+    let fresh = fixtures::hpa_fresh();
+    assert_eq!(fresh["status"]["desiredReplicas"], 0, "as recorded");
+    assert_eq!(fresh["status"]["currentReplicas"], 2, "as recorded");
+    let mut view = View::default();
+    let mut on = |h: Value| {
+        feed(
+            &mut view,
+            Observed::Hpa,
+            vec![watcher::Event::Apply(typed::<HorizontalPodAutoscaler>(h))],
+        )
+    };
+
+    let created = on(fresh);
+    let synced = on(fixtures::hpa("cart", 2, 2, Some(10)));
+    let scaled = on(fixtures::hpa("cart", 2, 4, Some(90)));
+
+    assert_eq!(
+        created,
+        [],
+        "desiredReplicas 0 with no metrics is no decision"
+    );
+    assert_eq!(synced, []);
+    assert!(
+        scaled
+            .iter()
+            .any(|e| matches!(e, EventKind::ScalingDecision { .. })),
+        "a real decision still is one: {scaled:?}"
+    );
+}
