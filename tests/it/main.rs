@@ -10,6 +10,7 @@ mod cli;
 mod kubernetes;
 mod local;
 mod manifests;
+mod network;
 mod report;
 mod run;
 mod shop;
