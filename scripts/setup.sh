@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what gameday and its tests need on this machine: the real servers
 # it runs the shop on (Debian/Ubuntu packages: redis-server, rabbitmq-server,
-# mariadb-server, haproxy) and cargo-nextest (the test runner, from
-# crates.io). Idempotent: does nothing when they are all there. The packages
+# mariadb-server, haproxy), cargo-nextest (the test runner, from crates.io)
+# and Toxiproxy (network faults; built by scripts/toxiproxy.sh when Go is
+# there). Idempotent: does nothing when they are all there. The packages
 # try to start system services; that may fail harmlessly - gameday starts its
 # own private servers.
 set -euo pipefail
@@ -10,6 +11,16 @@ set -euo pipefail
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest (cargo install cargo-nextest --locked; a few minutes, once)"
   cargo install cargo-nextest --locked
+fi
+
+# Toxiproxy, for network faults: built from its Go module at a pinned
+# version into a cache outside the clone (does nothing once it is there).
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if command -v go >/dev/null 2>&1; then
+  "$here/toxiproxy.sh" >/dev/null
+else
+  echo "setup: go is missing, so Toxiproxy is not built and network faults cannot run locally;" \
+    "install Go 1.23 or later (https://go.dev/dl/; Debian 12's golang-go is too old) and run scripts/toxiproxy.sh" >&2
 fi
 
 missing=()

@@ -49,6 +49,31 @@ pub fn links(to: &str, from: Option<&str>) -> Vec<(&'static str, &'static str)> 
         .collect()
 }
 
+/// The links each of the shoppers' steps uses, through the service that
+/// owns its route and the services that one calls (shoppers reach every
+/// service through the load balancer, so no web link is among them).
+pub fn step_links(step: &str) -> &'static [(&'static str, &'static str)] {
+    const CATALOGUE: &[(&str, &str)] = &[("catalogue", "database"), ("catalogue", "cache")];
+    match step {
+        "categories" | "products" | "product" => CATALOGUE,
+        "login" => &[("user", "database")],
+        "add-to-cart" => &[
+            ("cart", "cache"),
+            ("cart", "catalogue"),
+            ("catalogue", "database"),
+            ("catalogue", "cache"),
+        ],
+        "view-cart" => &[("cart", "cache")],
+        "checkout" => &[
+            ("orders", "database"),
+            ("orders", "cart"),
+            ("cart", "cache"),
+        ],
+        "order-status" => &[("orders", "database")],
+        _ => &[],
+    }
+}
+
 /// True when `name` is one of the shop's services.
 pub fn is_service(name: &str) -> bool {
     SERVICES.contains(&name)

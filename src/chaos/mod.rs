@@ -205,7 +205,8 @@ pub async fn apply(
 /// What one piece of the engine's work came to.
 enum Done {
     Applied {
-        fault: Box<Fault>,
+        /// The fault's name (the fault itself is large: the variant stays small).
+        name: String,
         reply: Option<tokio::sync::oneshot::Sender<std::result::Result<Injected, String>>>,
         outcome: Result<Injected>,
     },
@@ -252,15 +253,15 @@ pub async fn serve(
                 };
                 work.push(async move {
                     let outcome = apply(platform, events, rollback, &fault).await;
-                    Done::Applied { fault: Box::new(fault), reply, outcome }
+                    Done::Applied { name: fault.name, reply, outcome }
                 }.boxed());
             }
             Some(done) = work.next(), if !work.is_empty() => {
-                if let Done::Applied { fault, reply, outcome } = done {
+                if let Done::Applied { name, reply, outcome } = done {
                     match &outcome {
                         Ok(injected) => {
                             let ids: Vec<&str> = injected.targets.iter().map(|t| t.id.as_str()).collect();
-                            tracing::info!(fault = %fault.name, ?ids, "injected");
+                            tracing::info!(fault = %name, ?ids, "injected");
                             if let Some(d) = injected.undo_after_s {
                                 ends.push((
                                     tokio::time::Instant::now() + Duration::from_secs_f64(d),
@@ -268,7 +269,7 @@ pub async fn serve(
                                 ));
                             }
                         }
-                        Err(e) => tracing::warn!(fault = %fault.name, error = %e, "not applied"),
+                        Err(e) => tracing::warn!(fault = %name, error = %e, "not applied"),
                     }
                     if let Some(reply) = reply {
                         let _ = reply.send(outcome.map_err(|e| e.to_string()));

@@ -222,6 +222,7 @@ fn judge(
         capacity_back_at_s: None,
         alarm_after_s: None,
         replacements: Vec::new(),
+        link_latency: None,
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod capacity;
 mod faults;
+pub mod network;
 pub mod prober;
 pub mod scaling;
 
@@ -69,6 +70,28 @@ pub struct FaultSummary {
     /// the platform's replacements), in launch order.
     #[serde(default)]
     pub replacements: Vec<String>,
+    /// A network fault: the latency of the shoppers' steps that use its
+    /// links, before it and while it lasted (absent for other faults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_latency: Option<LinkLatency>,
+}
+
+/// What a network fault added to the latency of the steps using its links:
+/// p50 and p99 over the fault's window against the same span before it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LinkLatency {
+    /// The steps whose service uses one of the fault's links.
+    pub steps: Vec<String>,
+    /// The seconds compared: [before_from_s, injected) and [injected, ended).
+    pub before_from_s: f64,
+    pub during_until_s: f64,
+    pub before_p50_ms: Option<f64>,
+    pub before_p99_ms: Option<f64>,
+    pub during_p50_ms: Option<f64>,
+    pub during_p99_ms: Option<f64>,
+    /// during - before (null when either is unmeasured).
+    pub added_p50_ms: Option<f64>,
+    pub added_p99_ms: Option<f64>,
 }
 
 /// One upward scaling decision and how long its capacity took to serve.

@@ -46,6 +46,9 @@ pub enum TargetKind {
     Database,
     Cache,
     Broker,
+    /// A link between two of the shop's parts (`orders→broker`), for
+    /// network faults.
+    Link,
 }
 
 /// One thing a fault hits, named as the platform names it.
@@ -140,6 +143,10 @@ pub enum Undo {
 impl Undo {
     pub fn describe(&self) -> String {
         match self {
+            // A link "started again" is healed: its toxics removed.
+            Undo::Start(t) if t.kind == TargetKind::Link => {
+                format!("heal {} (remove its toxics)", t.id)
+            }
             Undo::Start(t) => format!("start {} again", t.id),
             Undo::Uncordon(t) => format!("uncordon {}", t.id),
             Undo::ScaleTo { target, replicas } => format!("scale {} back to {replicas}", target.id),

@@ -213,6 +213,11 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, mut info: RunInfo) ->
         rule,
     );
     let run_end_s = timeline.seconds.last().map_or(0.0, |r| (r.t + 1) as f64);
+    let mut faults = faults;
+    for f in faults.iter_mut() {
+        f.link_latency =
+            crate::observe::network::link_latency(f, timeline, info.load_started_s, run_end_s);
+    }
     let scale_outs = crate::observe::scale_outs(
         &timeline.events,
         (run_end_s * 1000.0) as u64,

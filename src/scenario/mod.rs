@@ -523,6 +523,11 @@ impl PlatformSpec {
     /// and `down` need); the rest of the file is not checked here.
     pub fn from_scenario_file(path: &Path) -> Result<PlatformSpec, ScenarioErrors> {
         let text = read_limited(path)?;
+        // A whole scenario also says which links its network faults need
+        // routed through Toxiproxy (so `gameday inject` can degrade them).
+        if let Ok(scenario) = Scenario::parse(path, &text) {
+            return Ok(scenario.target);
+        }
         let index = KeyIndex::build(&text)
             .map_err(|(position, message)| ScenarioErrors::one(path, position, message))?;
         #[derive(serde::Deserialize)]

@@ -207,7 +207,7 @@ pub(crate) fn validate(raw: RawScenario) -> Result<Scenario, Vec<(String, String
     if !name_ok {
         p.add("name", NAME_RULE);
     }
-    let target = match raw
+    let mut target = match raw
         .target
         .map(PlatformSpec::validate)
         .unwrap_or_else(|| Ok(PlatformSpec::default()))
@@ -245,6 +245,9 @@ pub(crate) fn validate(raw: RawScenario) -> Result<Scenario, Vec<(String, String
         })
         .collect();
     let slo = validate_slo(&mut p, raw.slo.unwrap_or_default());
+    if let PlatformSpec::Local(topology) = &mut target {
+        topology.links = network_links(&faults);
+    }
     let report_dir = raw
         .report
         .and_then(|r| r.dir)
@@ -477,6 +480,19 @@ fn fault_kinds(p: &mut Problems, key: &str, f: &mut RawFault) -> Vec<FaultKind> 
         }
     }
     kinds
+}
+
+/// The links (client, server) the network faults among `faults` degrade.
+pub(crate) fn network_links(faults: &[Fault]) -> std::collections::BTreeSet<(String, String)> {
+    faults
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FaultKind::Network { to, from, .. } => Some(links(to, from.as_deref())),
+            _ => None,
+        })
+        .flatten()
+        .map(|(c, s)| (c.to_string(), s.to_string()))
+        .collect()
 }
 
 /// A network fault: a link of the shop that exists, and its effect.

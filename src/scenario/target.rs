@@ -3,7 +3,10 @@
 //! [`PlatformSpec`]: a key that belongs to another platform is refused with
 //! the platform it belongs to.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
@@ -124,6 +127,10 @@ pub struct Topology {
     pub autoscale: BTreeMap<String, Autoscale>,
     /// How long a replacement instance takes to boot.
     pub boot_delay: Duration,
+    /// The links (client, server) the scenario's network faults degrade:
+    /// only these are routed through Toxiproxy; without network faults
+    /// nothing is.
+    pub links: BTreeSet<(String, String)>,
 }
 
 impl Default for Topology {
@@ -133,6 +140,7 @@ impl Default for Topology {
             replicas: SERVICES.iter().map(|s| (s.to_string(), 2)).collect(),
             autoscale: BTreeMap::new(),
             boot_delay: Duration::from_secs(20),
+            links: BTreeSet::new(),
         }
     }
 }

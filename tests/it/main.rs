@@ -11,6 +11,7 @@ mod cluster;
 mod kubernetes;
 mod local;
 mod manifests;
+mod network;
 mod report;
 mod run;
 mod shop;

@@ -800,3 +800,66 @@ async fn a_checkout_cut_off_by_a_killed_orders_process_is_finished_by_the_shoppe
         "the cart was spent by the takeover"
     );
 }
+
+/// Every route of the shop that takes a body: (method, path, owner).
+const BODY_ROUTES: [(&str, &str, &str); 6] = [
+    ("POST", "/api/users/register", "user"),
+    ("POST", "/api/users/login", "user"),
+    ("PUT", "/api/cart/items/SKU-1", "cart"),
+    ("POST", "/api/orders", "orders"),
+    ("POST", "/admin/orders/verify", "orders"),
+    ("POST", "/admin/reset", "orders"),
+];
+
+#[tokio::test]
+async fn every_oversize_body_gets_a_413_the_client_can_read_at_every_route_that_takes_one() {
+    let stack = Stack::start().await;
+    // A fresh connection per request, as a new user's first request is:
+    // a pooled one would hide a close that resets the next request.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut failures = Vec::new();
+    for mb in [3usize, 8, 32] {
+        let body = vec![b'x'; mb << 20];
+        for (method, path, owner) in BODY_ROUTES {
+            // Through the storefront (web forwards /api and /admin) and
+            // straight to the service that owns the route.
+            for base in [stack.entry(), format!("http://{}", stack.addrs[owner])] {
+                let method = Method::from_bytes(method.as_bytes()).unwrap();
+                let sent = http
+                    .request(method.clone(), format!("{base}{path}"))
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let what = format!("{method} {base}{path} with {mb} MB");
+                match sent {
+                    Ok(r) => {
+                        let status = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                        if status != StatusCode::PAYLOAD_TOO_LARGE || json["error"] != "too_large" {
+                            failures.push(format!("{what}: {status} {text}"));
+                        }
+                    }
+                    Err(e) => failures.push(format!("{what}: no answer: {e:?}")),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // A body within the limit still reaches its handler.
+    let (status, _, _) = stack
+        .call(
+            Method::POST,
+            "/api/users/login",
+            None,
+            Some(json!({"email": "nobody@example.com", "password": "wrong-password"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

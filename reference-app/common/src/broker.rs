@@ -18,6 +18,9 @@ pub const EXCHANGE: &str = "shop.orders";
 pub const QUEUE: &str = "shipping.order-paid";
 pub const ORDER_PAID: &str = "order.paid";
 
+/// The longest a readiness check waits for an optional broker.
+pub const OPTIONAL_CHECK: Duration = Duration::from_millis(300);
+
 pub struct Broker {
     url: String,
     connection: Mutex<Option<Connection>>,
@@ -63,6 +66,18 @@ impl Broker {
         Ok(channel)
     }
 
+    /// Drops the connection (closing it within the timeout), so the next
+    /// `channel` opens a fresh one. After a publish or a confirm timed out,
+    /// the connection may sit on a link that lost frames (a partition that
+    /// healed): it still looks connected, but what was in flight never
+    /// comes back.
+    pub async fn discard(&self) {
+        let old = self.connection.lock().await.take();
+        if let Some(old) = old {
+            let _ = tokio::time::timeout(self.timeout, old.close(0, "discarded".into())).await;
+        }
+    }
+
     pub async fn is_connected(&self) -> bool {
         self.connection
             .lock()
@@ -71,13 +86,29 @@ impl Broker {
             .is_some_and(|c| c.status().connected())
     }
 
+    /// Whether a channel opens. An optional broker (orders: paid orders
+    /// wait in the outbox) is given `OPTIONAL_CHECK` at most: a broker that
+    /// hangs must not make readiness slower than the load balancer's check
+    /// timeout, or the service is taken out for a dependency it can do
+    /// without.
     pub async fn check(&self, required: bool) -> DependencyStatus {
-        let result = match self.channel().await {
-            Ok(ch) => {
-                let _ = ch.close(200, "probe".into()).await;
-                Ok(())
+        let probe = async {
+            match self.channel().await {
+                Ok(ch) => {
+                    let _ = tokio::time::timeout(self.timeout, ch.close(200, "probe".into())).await;
+                    Ok(())
+                }
+                Err(e) => Err(format!("{e:#}")),
             }
-            Err(e) => Err(format!("{e:#}")),
+        };
+        let deadline = if required {
+            self.timeout
+        } else {
+            OPTIONAL_CHECK.min(self.timeout)
+        };
+        let result = match tokio::time::timeout(deadline, probe).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {deadline:?}")),
         };
         DependencyStatus::from_result("rabbitmq", required, result)
     }

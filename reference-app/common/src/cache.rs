@@ -42,12 +42,20 @@ impl Redis {
         Ok(manager.clone())
     }
 
+    /// PING. An optional cache (catalogue reads through it) is given
+    /// `broker::OPTIONAL_CHECK` at most, so a cache that hangs cannot make
+    /// readiness slower than the load balancer's check timeout.
     pub async fn check(&self, required: bool) -> DependencyStatus {
         let result = async {
             let mut conn = self.conn().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
-        let result = match tokio::time::timeout(self.timeout, result).await {
+        let deadline = if required {
+            self.timeout
+        } else {
+            crate::broker::OPTIONAL_CHECK.min(self.timeout)
+        };
+        let result = match tokio::time::timeout(deadline, result).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".to_string()),

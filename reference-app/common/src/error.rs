@@ -25,6 +25,8 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("payment declined")]
     PaymentDeclined,
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
     #[error("{dependency} unavailable")]
     Unavailable {
         dependency: &'static str,
@@ -59,6 +61,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::PaymentDeclined => "payment_declined",
+            ApiError::TooLarge { .. } => "too_large",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }

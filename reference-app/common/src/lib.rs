@@ -4,6 +4,7 @@
 //! (each with a timeout and reconnection), and the database schema.
 
 pub mod auth;
+pub mod body;
 pub mod broker;
 pub mod cache;
 pub mod client;

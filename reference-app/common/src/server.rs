@@ -81,7 +81,8 @@ impl Kit {
     }
 
     /// The service's routes plus health, metrics, X-Served-By, a request
-    /// timeout, panic catching and a JSON 404 fallback.
+    /// timeout, panic catching, the body limit (a readable 413) and a JSON
+    /// 404 fallback.
     pub fn app(&self, service: Service) -> Router {
         let health = Router::new()
             .route("/health/live", get(health::live))
@@ -103,6 +104,7 @@ impl Kit {
             .merge(health)
             .merge(metrics)
             .fallback(|| async { ApiError::not_found("no such route") })
+            .layer(axum::middleware::from_fn(crate::body::limit))
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
             }))

@@ -60,6 +60,11 @@ pub(crate) async fn run(
                         );
                     }
                     channel = None;
+                    // What was in flight may never be answered on this
+                    // connection: start afresh (its messages stay unsent in
+                    // the outbox and go out again; shipping ignores
+                    // duplicates).
+                    broker.discard().await;
                     break;
                 }
             }

@@ -120,9 +120,11 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Result<Respons
         .to_string();
     let method: Method = request.method().clone();
     let headers: HeaderMap = request.headers().clone();
-    let body: Bytes = axum::body::to_bytes(request.into_body(), 1 << 20)
+    // The body limit layer has refused anything larger already.
+    let limit = shop_common::body::MAX_BODY_BYTES;
+    let body: Bytes = axum::body::to_bytes(request.into_body(), limit)
         .await
-        .map_err(|_| ApiError::bad_request("request body too large"))?;
+        .map_err(|_| ApiError::TooLarge { limit })?;
     let mut outgoing = proxy
         .http
         .request(method, format!("{base}{path_and_query}"))

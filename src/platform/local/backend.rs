@@ -47,7 +47,11 @@ impl Backend for LocalBackend {
     }
 
     fn preflight(&self) -> Result<()> {
-        Ok(preflight()?)
+        preflight()?;
+        if !self.topology.links.is_empty() {
+            super::toxiproxy::binary()?;
+        }
+        Ok(())
     }
 
     fn creates(&self) -> bool {

@@ -132,6 +132,10 @@ impl LocalPlatform {
             (infra.redis.pid(), "cache"),
             (infra.rabbit.pid(), "broker"),
             (infra.rabbit.epmd_pid(), "broker"),
+            (
+                infra.toxiproxy.as_ref().and_then(|t| t.pid()),
+                "network proxy",
+            ),
         ];
         for (pid, name) in servers {
             if let Some(pid) = pid {

@@ -21,6 +21,14 @@ pub enum Error {
         path.display()
     )]
     MissingShopBinary { path: PathBuf },
+    #[error(
+        "toxiproxy-server not found ({looked}): network faults need it; build it with \
+         `scripts/toxiproxy.sh` (or scripts/setup.sh), or set GAMEDAY_TOXIPROXY"
+    )]
+    MissingToxiproxy { looked: String },
+    /// Toxiproxy's API refused a call or did not answer.
+    #[error("toxiproxy: {0}")]
+    Toxiproxy(String),
     #[error("cannot start {program}")]
     Spawn {
         program: String,
@@ -90,7 +98,9 @@ impl Error {
     pub fn is_setup(&self) -> bool {
         matches!(
             self,
-            Error::MissingProgram { .. } | Error::MissingShopBinary { .. }
+            Error::MissingProgram { .. }
+                | Error::MissingShopBinary { .. }
+                | Error::MissingToxiproxy { .. }
         )
     }
 }

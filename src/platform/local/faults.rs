@@ -13,12 +13,14 @@ use super::{
     LocalPlatform,
     database::FailoverReport,
     infra::Server,
+    network,
     state::{Instance, instance_address},
 };
 use crate::{
     events::{EventKind, ServerRole},
     platform::{InstanceState, Support, Target, TargetKind},
-    scenario::{Fault, FaultKind, Topology},
+    scenario::{Fault, FaultKind, NetworkEffect, Topology},
+    shop::links,
 };
 
 enum ServerAction {
@@ -53,9 +55,27 @@ pub fn supports(topology: &Topology, fault: &Fault) -> Support {
                   that loses the cache (drop `reboot`)"
                 .into(),
         },
-        FaultKind::Network { .. } => Support::No {
-            why: "network faults need Toxiproxy in front of the shop's links".into(),
+        FaultKind::Network { .. } if fault.duration.is_none() => Support::No {
+            why: "a network fault lasts its `duration` (add one, such as `duration: 20s`)".into(),
         },
+        FaultKind::Network { to, from, .. } => {
+            let missing: Vec<String> = links(to, from.as_deref())
+                .into_iter()
+                .filter(|(c, s)| !topology.links.contains(&(c.to_string(), s.to_string())))
+                .map(|(c, s)| network::link_id(c, s))
+                .collect();
+            if missing.is_empty() {
+                Support::Yes
+            } else {
+                Support::No {
+                    why: format!(
+                        "{} is not routed through Toxiproxy: a local stack routes only the links \
+                         its scenario's network faults name (start it from that scenario)",
+                        missing.join(", ")
+                    ),
+                }
+            }
+        }
         FaultKind::DbFailover { .. }
         | FaultKind::KillPod { .. }
         | FaultKind::TerminateInstance { .. }
@@ -111,9 +131,16 @@ pub fn describe(topology: &Topology, fault: &Fault) -> String {
             ),
             None => "restart RabbitMQ".into(),
         },
-        FaultKind::DrainNode { .. } | FaultKind::Network { .. } => {
-            "not available on the local platform".into()
-        }
+        FaultKind::Network { effect, to, from } => format!(
+            "through Toxiproxy's proxy of {}: {}",
+            links(to, from.as_deref())
+                .into_iter()
+                .map(|(c, s)| network::link_id(c, s))
+                .collect::<Vec<_>>()
+                .join(", "),
+            network::describe(effect)
+        ),
+        FaultKind::DrainNode { .. } => "not available on the local platform".into(),
     }
 }
 
@@ -165,7 +192,25 @@ impl LocalPlatform {
             FaultKind::RestartBroker => {
                 vec![server_target(ServerRole::Broker).detail(st.infra.rabbit.addr.to_string())]
             }
-            FaultKind::DrainNode { .. } | FaultKind::Network { .. } => Vec::new(),
+            FaultKind::Network { to, from, .. } => {
+                let Some(routes) = &self.shared.routes else {
+                    return Vec::new();
+                };
+                links(to, from.as_deref())
+                    .into_iter()
+                    .filter_map(|(c, s)| {
+                        let route = routes.links.get(&(c.to_string(), s.to_string()))?;
+                        Some(
+                            Target::new(TargetKind::Link, network::link_id(c, s))
+                                .service(c)
+                                .on(&route.proxy)
+                                // The name of the toxics this fault adds.
+                                .detail(network::toxic_prefix()),
+                        )
+                    })
+                    .collect()
+            }
+            FaultKind::DrainNode { .. } => Vec::new(),
         }
     }
 
@@ -202,7 +247,8 @@ impl LocalPlatform {
                 };
                 self.server_action(role, action).await?;
             }
-            FaultKind::DrainNode { .. } | FaultKind::Network { .. } => {
+            FaultKind::Network { effect, .. } => self.degrade_links(effect, targets).await?,
+            FaultKind::DrainNode { .. } => {
                 return Err(Error::NothingToHit {
                     fault: fault.kind.key(),
                     why: "not available on the local platform".into(),
@@ -335,6 +381,9 @@ impl LocalPlatform {
             .failover(&self.shared.writer_file, &self.shared.events, rebuild)
             .await?;
         st.dirty = true;
+        if let Some(routes) = &self.shared.routes {
+            routes.follow_writer(st.infra.db.primary.addr).await?;
+        }
         Ok(report)
     }
 
@@ -411,4 +460,70 @@ async fn act_on<S: Server>(
         }
     }
     Ok(())
+}
+
+impl LocalPlatform {
+    /// Adds the toxics of `effect` to each target link; a loss fault then
+    /// rolls each connection's chance again every `LOSS_REROLL` until healed.
+    async fn degrade_links(&self, effect: &NetworkEffect, targets: &[Target]) -> Result<()> {
+        let Some(routes) = &self.shared.routes else {
+            return Err(Error::NothingToHit {
+                fault: "network fault",
+                why: "this stack runs no Toxiproxy".into(),
+            });
+        };
+        for target in targets {
+            routes.degrade(target, effect).await?;
+            if matches!(effect, NetworkEffect::Loss { .. }) {
+                self.keep_rolling(target, effect);
+            }
+        }
+        Ok(())
+    }
+
+    fn keep_rolling(&self, target: &Target, effect: &NetworkEffect) {
+        let stop = self.shared.shutdown.child_token();
+        if let Ok(mut rerolls) = self.shared.rerolls.lock() {
+            rerolls.insert(target.detail.clone().unwrap_or_default(), stop.clone());
+        }
+        let (shared, target, effect) = (self.shared.clone(), target.clone(), effect.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(network::LOSS_REROLL) => {}
+                }
+                if let Some(routes) = &shared.routes
+                    && let Err(e) = routes.reroll(&target, &effect).await
+                {
+                    tracing::debug!(link = %target.id, error = %e, "rolling the loss again");
+                }
+            }
+        });
+    }
+
+    /// Removes the toxics a network fault added to one link.
+    pub(super) async fn heal_link(&self, target: &Target) -> Result<()> {
+        if let Some(stop) = self
+            .shared
+            .rerolls
+            .lock()
+            .ok()
+            .and_then(|mut r| r.remove(target.detail.as_deref().unwrap_or_default()))
+        {
+            stop.cancel();
+        }
+        match &self.shared.routes {
+            Some(routes) => routes.heal(target).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Every toxic left on the stack's proxies: (proxy, toxic).
+    pub async fn toxics_left(&self) -> Result<Vec<(String, String)>> {
+        match &self.shared.routes {
+            Some(routes) => routes.all_toxics().await,
+            None => Ok(Vec::new()),
+        }
+    }
 }

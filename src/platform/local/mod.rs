@@ -19,6 +19,7 @@ mod errors;
 mod faults;
 pub mod haproxy;
 pub mod infra;
+mod network;
 mod plan;
 pub mod process;
 mod reconcile;
@@ -26,6 +27,7 @@ pub mod shop;
 pub mod stacks;
 mod state;
 pub mod supervisor;
+pub mod toxiproxy;
 
 use std::{
     collections::BTreeMap,
@@ -52,14 +54,19 @@ use self::{
     database::DatabasePair,
     haproxy::{Haproxy, HaproxyConfig, RuntimeApi},
     infra::{RabbitMq, Redis, Server},
+    network::Routes,
     process::free_port,
     reconcile::STOP_GRACE,
     shop::ShopEnv,
     state::{INFRA_IP, Infra, Instance, Shared, State, instance_address},
+    toxiproxy::Toxiproxy,
 };
 use crate::{
     events::{EventKind, EventLog},
-    platform::{self, InstanceState, Inventory, Platform, Support, Target, Undo, lifecycle::Shop},
+    platform::{
+        self, InstanceState, Inventory, Platform, Support, Target, TargetKind, Undo,
+        lifecycle::Shop,
+    },
     scenario::{Fault, FaultKind, Topology},
     shop::SERVICES,
 };
@@ -90,12 +97,19 @@ struct Servers {
     entry: SocketAddr,
     internal: BTreeMap<String, SocketAddr>,
     writer_file: std::path::PathBuf,
+    /// Toxiproxy and the links through it, when the scenario has network faults.
+    network: Option<(Toxiproxy, Routes)>,
 }
 
 impl Servers {
     /// MariaDB (primary and standby), Redis and RabbitMQ at once, then
-    /// HAProxy in front of the services' internal addresses.
-    async fn start(infra_dir: &Path, events: &EventLog) -> Result<Self> {
+    /// HAProxy in front of the services' internal addresses, then (for
+    /// network faults) Toxiproxy with a proxy per link in `links`.
+    async fn start(
+        infra_dir: &Path,
+        events: &EventLog,
+        links: &std::collections::BTreeSet<(String, String)>,
+    ) -> Result<Self> {
         let (redis, db, rabbit) = tokio::join!(
             Redis::start(infra_dir.join("redis"), INFRA_IP, None),
             DatabasePair::start(infra_dir.join("mariadb"), INFRA_IP),
@@ -134,6 +148,23 @@ impl Servers {
             component: "load balancer".into(),
             address: Some(entry.to_string()),
         });
+        let network = if links.is_empty() {
+            None
+        } else {
+            let upstream = |server: &str| match server {
+                "database" => Some(db.primary.addr),
+                "cache" => Some(redis.addr),
+                "broker" => Some(rabbit.addr),
+                service => internal.get(service).copied(),
+            };
+            let (toxiproxy, routes) =
+                network::start(&infra_dir.join("toxiproxy"), links, upstream).await?;
+            events.emit(EventKind::ComponentReady {
+                component: "network proxy".into(),
+                address: Some(toxiproxy.api.addr.to_string()),
+            });
+            Some((toxiproxy, routes))
+        };
         Ok(Self {
             redis,
             db,
@@ -142,6 +173,7 @@ impl Servers {
             entry,
             internal,
             writer_file,
+            network,
         })
     }
 
@@ -166,6 +198,9 @@ impl Servers {
         .set("drain_delay", "1200ms")
         .set("grace_period", "10s");
         env.set_service_urls(|service| format!("http://{}", self.internal[service]));
+        if let Some((_, routes)) = &self.network {
+            routes.route(&mut env);
+        }
         env
     }
 }
@@ -194,7 +229,7 @@ impl LocalPlatform {
     /// Starts everything and waits until every replica is serving.
     pub async fn start(run_dir: &Path, topology: Topology, events: Arc<EventLog>) -> Result<Self> {
         std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-        let servers = Servers::start(&run_dir.join("infra"), &events).await?;
+        let servers = Servers::start(&run_dir.join("infra"), &events, &topology.links).await?;
         let admin_token = uuid::Uuid::new_v4().simple().to_string();
         let env = servers.shop_env(&admin_token);
         let Servers {
@@ -204,8 +239,10 @@ impl LocalPlatform {
             haproxy,
             entry,
             writer_file,
+            network,
             ..
         } = servers;
+        let (toxiproxy, routes) = network.unzip();
         let shared = Arc::new(Shared {
             run_dir: run_dir.to_path_buf(),
             events: events.clone(),
@@ -214,6 +251,8 @@ impl LocalPlatform {
             writer_file,
             admin_token,
             env,
+            routes,
+            rerolls: Default::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(1))
                 .build()
@@ -230,6 +269,7 @@ impl LocalPlatform {
                     db,
                     rabbit,
                     haproxy,
+                    toxiproxy,
                 },
                 dirty: true,
             }),
@@ -325,6 +365,9 @@ impl LocalPlatform {
             r.replica.kill();
         }
         st.replicas.clear();
+        if let Some(t) = st.infra.toxiproxy.as_mut() {
+            t.stop();
+        }
         if let Some(mut p) = st.infra.haproxy.take_process() {
             p.stop(Duration::from_secs(5));
         }
@@ -383,6 +426,12 @@ impl Platform for LocalPlatform {
             (FaultKind::RestartCache { .. } | FaultKind::RestartBroker, Some(_)) => {
                 targets.first().cloned().map(Undo::Start)
             }
+            // Heal each link (remove its toxics), registered before any is added.
+            (FaultKind::Network { .. }, _) => match targets {
+                [] => None,
+                [one] => Some(Undo::Start(one.clone())),
+                all => Some(Undo::Each(all.iter().cloned().map(Undo::Start).collect())),
+            },
             _ => None,
         }
     }
@@ -393,10 +442,22 @@ impl Platform for LocalPlatform {
 
     async fn undo(&self, undo: &Undo) -> platform::Result<()> {
         match undo {
+            Undo::Start(target) if target.kind == TargetKind::Link => {
+                Ok(self.heal_link(target).await?)
+            }
             Undo::Start(target) => match faults::role_of(target) {
                 Some(role) => Ok(self.start_server(role).await?),
                 None => Err(unsupported_undo(undo)),
             },
+            Undo::Each(all) => {
+                let mut first_error = None;
+                for undo in all {
+                    if let Err(e) = self.undo(undo).await {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                first_error.map_or(Ok(()), Err)
+            }
             other => Err(unsupported_undo(other)),
         }
     }

@@ -77,6 +77,7 @@ pub fn planned(topology: &Topology) -> Planned {
             details: BTreeMap::new(),
         })
         .collect();
+    let proxy = (!topology.links.is_empty()).then_some("toxiproxy");
     let infra = [
         "haproxy",
         "mariadb-primary",
@@ -85,6 +86,7 @@ pub fn planned(topology: &Topology) -> Planned {
         "rabbitmq",
     ]
     .into_iter()
+    .chain(proxy)
     .map(|name| ComponentInfo {
         name: name.into(),
         address: None,
@@ -129,7 +131,15 @@ pub fn candidates(topology: &Topology, fault: &FaultKind) -> Vec<Target> {
         }
         FaultKind::RestartCache { .. } => vec![server_target(ServerRole::Cache)],
         FaultKind::RestartBroker => vec![server_target(ServerRole::Broker)],
-        FaultKind::DrainNode { .. } | FaultKind::Network { .. } => Vec::new(),
+        FaultKind::Network { effect, to, from } => crate::shop::links(to, from.as_deref())
+            .into_iter()
+            .map(|(c, s)| {
+                Target::new(TargetKind::Link, super::network::link_id(c, s))
+                    .service(c)
+                    .detail(super::network::toxic_summary(effect))
+            })
+            .collect(),
+        FaultKind::DrainNode { .. } => Vec::new(),
     }
 }
 

@@ -170,7 +170,8 @@ fn start_replica(
     let name = format!("{service}-{n}");
     let addr = SocketAddr::new(address, free_port(address)?);
     let log = shared.run_dir.join("logs").join(format!("{name}.log"));
-    let replica = Replica::spawn(service, &name, instance, addr, &shared.env, &log)?;
+    let env = shared.env.for_service(service);
+    let replica = Replica::spawn(service, &name, instance, addr, &env, &log)?;
     let scale_out = st
         .replicas
         .iter()

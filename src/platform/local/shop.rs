@@ -37,32 +37,73 @@ pub fn binary(service: &str) -> Result<PathBuf> {
     }
 }
 
-/// Everything a replica is told through its environment (`SHOP_*`).
+/// Everything a replica is told through its environment (`SHOP_*`): the
+/// same for every service, but for the few settings one service gets its
+/// own value of (a link routed through Toxiproxy).
 #[derive(Debug, Clone, Default)]
 pub struct ShopEnv {
     pub vars: Vec<(String, String)>,
+    /// (service, variable, value): replaces the shared value for that
+    /// service; None removes it.
+    overrides: Vec<(String, String, Option<String>)>,
+}
+
+/// The setting that tells a service where `service` is.
+pub fn url_key(service: &str) -> Option<&'static str> {
+    match service {
+        "user" => Some("users_url"),
+        "catalogue" => Some("catalogue_url"),
+        "cart" => Some("cart_url"),
+        "orders" => Some("orders_url"),
+        "shipping" => Some("shipping_url"),
+        _ => None,
+    }
+}
+
+fn var_name(key: &str) -> String {
+    format!("SHOP_{}", key.to_ascii_uppercase())
 }
 
 impl ShopEnv {
     /// Tells every service where its siblings are: `url(service)` for each.
     pub fn set_service_urls(&mut self, url: impl Fn(&str) -> String) -> &mut Self {
-        for (service, key) in [
-            ("user", "users_url"),
-            ("catalogue", "catalogue_url"),
-            ("cart", "cart_url"),
-            ("orders", "orders_url"),
-            ("shipping", "shipping_url"),
-        ] {
-            self.set(key, url(service));
+        for service in SERVICES {
+            if let Some(key) = url_key(service) {
+                self.set(key, url(service));
+            }
         }
         self
     }
 
     pub fn set(&mut self, key: &str, value: impl ToString) -> &mut Self {
-        let key = format!("SHOP_{}", key.to_ascii_uppercase());
+        let key = var_name(key);
         self.vars.retain(|(k, _)| *k != key);
         self.vars.push((key, value.to_string()));
         self
+    }
+
+    /// `service` alone gets `value` for `key` (None: the key unset).
+    pub fn set_for(&mut self, service: &str, key: &str, value: Option<String>) -> &mut Self {
+        let key = var_name(key);
+        self.overrides
+            .retain(|(s, k, _)| !(s == service && *k == key));
+        self.overrides.push((service.to_string(), key, value));
+        self
+    }
+
+    /// What a replica of `service` is told.
+    pub fn for_service(&self, service: &str) -> ShopEnv {
+        let mut vars = self.vars.clone();
+        for (_, key, value) in self.overrides.iter().filter(|(s, _, _)| s == service) {
+            vars.retain(|(k, _)| k != key);
+            if let Some(v) = value {
+                vars.push((key.clone(), v.clone()));
+            }
+        }
+        ShopEnv {
+            vars,
+            overrides: Vec::new(),
+        }
     }
 }
 

@@ -18,7 +18,9 @@ use super::{
     database::DatabasePair,
     haproxy::{Haproxy, RuntimeApi},
     infra::{RabbitMq, Redis, Server},
+    network::Routes,
     shop::{Replica, ShopEnv},
+    toxiproxy::Toxiproxy,
 };
 use crate::{
     events::EventLog,
@@ -60,6 +62,8 @@ pub(super) struct Infra {
     pub db: DatabasePair,
     pub rabbit: RabbitMq,
     pub haproxy: Haproxy,
+    /// Only when the scenario has network faults.
+    pub toxiproxy: Option<Toxiproxy>,
 }
 
 pub(super) struct State {
@@ -103,6 +107,10 @@ pub(super) struct Shared {
     pub admin_token: String,
     pub entry_url: String,
     pub env: ShopEnv,
+    /// The links routed through Toxiproxy (None: no network faults).
+    pub routes: Option<Routes>,
+    /// Loss faults rolling their connections' chances again, by toxic name.
+    pub rerolls: std::sync::Mutex<BTreeMap<String, CancellationToken>>,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     pub state: Mutex<State>,
@@ -173,6 +181,28 @@ pub(super) fn inventory(shared: &Shared, st: &State) -> Inventory {
         st.infra.rabbit.pid(),
         st.infra.rabbit.addr.to_string(),
     ));
+    if let (Some(t), Some(routes)) = (&st.infra.toxiproxy, &shared.routes) {
+        let proxies: BTreeMap<String, serde_json::Value> = routes
+            .links
+            .iter()
+            .map(|((client, server), r)| {
+                (
+                    super::network::link_id(client, server),
+                    json!({ "proxy": r.proxy, "listen": r.listen.to_string(), "upstream": r.upstream.to_string() }),
+                )
+            })
+            .collect();
+        infra.push(ComponentInfo {
+            name: "toxiproxy".into(),
+            address: Some(t.api.addr.to_string()),
+            usage: None,
+            details: [
+                ("pid".to_string(), json!(t.pid())),
+                ("proxies".to_string(), json!(proxies)),
+            ]
+            .into(),
+        });
+    }
     Inventory {
         platform: "local".into(),
         entry_url: format!("http://{}", shared.entry),

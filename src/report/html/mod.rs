@@ -127,6 +127,7 @@ pub fn render(input: &Input<'_>) -> String {
         );
     }
     tables::faults(&mut h, s);
+    tables::link_latency(&mut h, s);
     tables::scale_outs(&mut h, s);
     let _ = write!(
         h,

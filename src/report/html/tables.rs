@@ -149,6 +149,38 @@ pub(super) fn faults(h: &mut String, s: &Summary) {
     let _ = write!(h, "</table>");
 }
 
+/// Network faults: what each added to the latency of the steps using its links.
+pub(super) fn link_latency(h: &mut String, s: &Summary) {
+    let network: Vec<_> = s
+        .faults
+        .iter()
+        .filter_map(|f| Some((f, f.link_latency.as_ref()?)))
+        .collect();
+    if network.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<h3 id=\"link-latency\">Latency added by network faults</h3><p>p50 and p99 of the steps whose service uses the fault's links, while it lasted against the same span before it.</p><table><tr><th>Fault</th><th>Links</th><th>Steps</th><th>p50 before → during</th><th>p99 before → during</th><th>Added p50</th><th>Added p99</th></tr>"
+    );
+    for (f, l) in network {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} → {}</td><td>{} → {}</td><td>{}</td><td>{}</td></tr>",
+            esc(&f.name),
+            esc(&f.targets.join(", ")),
+            esc(&l.steps.join(", ")),
+            ms(l.before_p50_ms),
+            ms(l.during_p50_ms),
+            ms(l.before_p99_ms),
+            ms(l.during_p99_ms),
+            ms(l.added_p50_ms),
+            ms(l.added_p99_ms),
+        );
+    }
+    let _ = write!(h, "</table>");
+}
+
 pub(super) fn scale_outs(h: &mut String, s: &Summary) {
     if s.scale_outs.is_empty() {
         return;
