@@ -45,11 +45,18 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct Watched {
     pub group: Option<String>,
     pub database: Option<AwsDatabase>,
+    /// An ElastiCache cluster outside a replication group.
     pub cache: Option<String>,
+    /// An ElastiCache replication group (its status).
+    pub cache_group: Option<String>,
     pub broker: Option<String>,
-    /// Alarms to follow (the stack's and the group's scaling alarms).
+    /// Alarms to follow (the stack's health alarms and the group's scaling
+    /// alarms).
     pub alarms: Vec<String>,
-    /// Which of them scale the group out.
+    /// Which of them belong to the group's scaling policies (no health
+    /// alarms: shown as scaling signals only).
+    pub scaling_alarms: BTreeSet<String>,
+    /// Which of those scale the group out.
     pub scale_out_alarms: BTreeSet<String>,
 }
 
@@ -119,6 +126,7 @@ impl Source {
                 ..
             } => format!("ElastiCache cluster {id}"),
             Source::Server { id, .. } => format!("Amazon MQ broker {id}"),
+            Source::CacheGroup { id, .. } => format!("ElastiCache replication group {id}"),
             Source::Alarms { names, .. } => format!("{} CloudWatch alarms", names.len()),
         }
     }
@@ -164,6 +172,9 @@ impl Source {
                     ServerRole::Broker => aws.describe_broker(id).await?.state,
                 };
                 Ok(tracker.observe(&status))
+            }
+            Source::CacheGroup { id, tracker } => {
+                Ok(tracker.observe(&aws.describe_replication_group(id).await?.status))
             }
             Source::Alarms { names, tracker } => {
                 Ok(tracker.observe(&aws.alarm_states(names).await?))
