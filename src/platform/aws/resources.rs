@@ -5,7 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{clients::AwsClients, group::PolicyAlarm, stack::StackInfo, watch::Watched};
+use super::{
+    budget, clients::AwsClients, errors::Error, group::PolicyAlarm, stack::StackInfo,
+    watch::Watched,
+};
 use crate::platform;
 use crate::scenario::{AwsDatabase, AwsTarget};
 
@@ -62,6 +65,10 @@ impl Resources {
             cache: target.cache.clone(),
             broker: target.broker.clone(),
             entry_url: target.entry_url.clone(),
+            pool_size: target
+                .parameters
+                .get("DatabasePoolSize")
+                .and_then(|p| p.trim().parse().ok()),
             ..Self::default()
         }
     }
@@ -101,8 +108,10 @@ impl Resources {
             group: self.group.clone(),
             database: self.database.clone(),
             cache: self.cache.clone(),
+            cache_group: self.cache_group.clone(),
             broker: self.broker.clone(),
             alarms,
+            scaling_alarms: policy_alarms.iter().map(|a| a.alarm.clone()).collect(),
             scale_out_alarms: policy_alarms
                 .iter()
                 .filter(|a| a.scales_out)

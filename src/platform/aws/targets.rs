@@ -329,10 +329,34 @@ pub async fn inventory(aws: &AwsClients, r: &Resources) -> platform::Result<Inve
         entry_url: r.entry_url.clone().unwrap_or_default(),
         ..Inventory::default()
     };
+    let mut max_instances = None;
     if let Some(name) = &r.group {
-        group_inventory(aws, r, name, &mut inv).await?;
+        max_instances = Some(group_inventory(aws, r, name, &mut inv).await?);
     }
-    inv.infra.extend(database_component(aws, r).await?);
+    let mut database = database_component(aws, r).await?;
+    if let (Some(db), Some(instances)) = (database.as_mut(), max_instances) {
+        budget_check(db, r, instances);
+    }
+    inv.infra.extend(database);
+    if let Some(id) = &r.cache_group {
+        let g = aws.describe_replication_group(id).await?;
+        let members: Vec<Value> = g
+            .members
+            .iter()
+            .map(|m| json!({ "cluster": m.cluster_id, "role": m.role, "zone": m.zone }))
+            .collect();
+        inv.infra.push(component(
+            format!("cache {}", g.id),
+            g.primary_endpoint.clone(),
+            &[
+                ("arn", o(&g.arn)),
+                ("status", s(&g.status)),
+                ("automatic_failover", s(&g.automatic_failover)),
+                ("multi_az", s(&g.multi_az)),
+                ("members", Some(json!(members))),
+            ],
+        ));
+    }
     if let Some(id) = &r.cache {
         let c = aws.describe_cache_cluster(id).await?;
         inv.infra.push(component(
@@ -363,13 +387,35 @@ pub async fn inventory(aws: &AwsClients, r: &Resources) -> platform::Result<Inve
     Ok(inv)
 }
 
-/// The group's members, its target groups and load balancers.
+/// The connection budget of `db` (its class in `details`) for `instances`
+/// at most: `max_connections` and, when the pools do not fit, a warning.
+fn budget_check(db: &mut ComponentInfo, r: &Resources, instances: u32) {
+    let Some(class) = db.details.get("class").and_then(Value::as_str) else {
+        return;
+    };
+    let class = class.to_string();
+    if let Some((about, _)) = budget::max_connections(&class) {
+        db.details.insert("max_connections".into(), json!(about));
+    }
+    let demand = budget::Demand {
+        instances,
+        pool: r.pool_size.unwrap_or(budget::SHOP_DEFAULT_POOL),
+    };
+    db.details
+        .insert("connections_wanted".into(), json!(demand.connections()));
+    if let Some(w) = budget::warning(&class, demand) {
+        db.details.insert("warning".into(), json!(w));
+    }
+}
+
+/// The group's members, its target groups and load balancers; returns the
+/// group's maximum size.
 async fn group_inventory(
     aws: &AwsClients,
     r: &Resources,
     name: &str,
     inv: &mut Inventory,
-) -> platform::Result<()> {
+) -> platform::Result<u32> {
     let group = aws.describe_group(name).await?;
     let ids: Vec<String> = group
         .members
@@ -438,7 +484,7 @@ async fn group_inventory(
             &[("arn", s(&lb.arn)), ("state", o(&lb.state))],
         ));
     }
-    Ok(())
+    Ok(u32::try_from(group.max_size).unwrap_or(0))
 }
 
 /// The database the target names, with its engine, zones and replicas.
@@ -456,6 +502,7 @@ async fn database_component(
                     ("arn", o(&db.arn)),
                     ("engine", s(&format!("{} {}", db.engine, db.engine_version))),
                     ("status", s(&db.status)),
+                    ("class", o(&db.instance_class)),
                     ("multi_az", Some(json!(db.multi_az))),
                     ("zone", o(&db.availability_zone)),
                     ("standby_zone", o(&db.secondary_availability_zone)),

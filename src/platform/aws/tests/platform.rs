@@ -249,6 +249,22 @@ async fn plan_resolves_the_group_s_members_with_their_zones_and_the_dry_run_pass
         3
     );
 
+    // The shop's own pool size on the template's class does not fit.
+    let mut big_pools = target.clone();
+    big_pools
+        .parameters
+        .insert("DatabasePoolSize".into(), "16".into());
+    let preview = preview_with(aws.clone(), &big_pools).await.unwrap();
+    let plan = crate::plan::render(&s, &*preview).await;
+    assert!(
+        plan.contains(&format!(
+            "WARNING database {db}: connection budget: 6 instances x 4 services x 16 pooled \
+             connections = 384, but db.t3.medium allows about 307"
+        )),
+        "{plan}"
+    );
+    preview.shutdown().await;
+
     // A stack not created yet: the plan says a run creates it.
     let missing = stack_target(&moto.endpoint, "not-yet");
     let preview = preview_with(aws, &missing).await.unwrap();
