@@ -224,7 +224,7 @@ fn free_port() -> u16 {
 
 /// The stack parameters the shop's template needs that the scenario gives
 /// (moto downloads nothing, so the release need not exist).
-pub const SHOP_PARAMETERS: [(&str, &str); 2] = [
+pub const SHOP_PARAMETERS: [(&str, &str); 4] = [
     (
         "ReleaseArtifactUrl",
         "https://example.invalid/gameday-shop-x86_64-linux.tar.gz",
@@ -233,6 +233,9 @@ pub const SHOP_PARAMETERS: [(&str, &str); 2] = [
         "ReleaseArtifactSha256",
         "0000000000000000000000000000000000000000000000000000000000000000",
     ),
+    // Documentation addresses (RFC 5737): the template has no open default.
+    ("AllowedIngressCidr", "198.51.100.0/24"),
+    ("AdminIngressCidr", "198.51.100.7/32"),
 ];
 
 /// The admin token the tests give the stack (through the environment in the
