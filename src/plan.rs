@@ -148,6 +148,13 @@ fn target_section(
         let names: Vec<&str> = inv.infra.iter().map(|c| c.name.as_str()).collect();
         let _ = writeln!(o, "  infrastructure: {}", names.join(", "));
     }
+    // What a platform found wrong with a component (the aws database's
+    // connection budget).
+    for c in &inv.infra {
+        if let Some(w) = c.details.get("warning").and_then(|w| w.as_str()) {
+            let _ = writeln!(o, "  WARNING {}: {w}", c.name);
+        }
+    }
     for (svc, a) in s.target.autoscale() {
         let _ = writeln!(
             o,

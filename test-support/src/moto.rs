@@ -7,8 +7,15 @@
 //! scripts/venv.sh creates (`/var/tmp/gameday-venv`), else on PATH. A test
 //! that needs it and does not find it fails, saying how to install it:
 //! nothing is skipped silently.
+//!
+//! `MotoServer::start_recording` turns on moto's own recorder
+//! (`MOTO_ENABLE_RECORDING`, docs.getmoto.org "Recorder"): every request it
+//! receives is appended to a file as JSON, so a test can assert what
+//! gameday sent even where moto ignores a field (TerminateInstances'
+//! `SkipOsShutdown`).
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -40,6 +47,28 @@ pub struct MotoServer {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
     log: PathBuf,
+    /// moto's recording, when it records (see [`MotoServer::recorded`]).
+    recording: Option<PathBuf>,
+}
+
+/// One request moto received, from its recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub url: String,
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// The form fields of a query-protocol request (ec2Query, awsQuery).
+    pub fn form(&self) -> BTreeMap<String, String> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+
+    /// `Action=...` of a query-protocol request.
+    pub fn action(&self) -> Option<String> {
+        self.form().remove("Action")
+    }
 }
 
 impl MotoServer {
@@ -52,6 +81,59 @@ impl MotoServer {
     /// only its own test keys are accepted.
     pub fn start_checking_credentials() -> Self {
         Self::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")])
+    }
+
+    /// A moto that records every request it receives (moto's recorder,
+    /// on from the start); read them with [`MotoServer::recorded`].
+    pub fn start_recording() -> Self {
+        let file = std::env::temp_dir().join(format!(
+            "gameday-moto-recording-{}-{}.jsonl",
+            std::process::id(),
+            free_port()
+        ));
+        let path = file.to_string_lossy().into_owned();
+        let mut moto = Self::start_with_env(&[
+            ("MOTO_ENABLE_RECORDING", "true"),
+            ("MOTO_RECORDER_FILEPATH", &path),
+        ]);
+        moto.recording = Some(file);
+        moto
+    }
+
+    /// Every request moto received so far, oldest first (empty unless
+    /// started with [`MotoServer::start_recording`]).
+    pub fn recorded(&self) -> Vec<RecordedRequest> {
+        use base64::Engine as _;
+        let Some(file) = &self.recording else {
+            return Vec::new();
+        };
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|entry| {
+                let body = entry["body"].as_str().unwrap_or_default();
+                let body = if entry["body_encoded"].as_bool() == Some(true) {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .unwrap_or_default()
+                } else {
+                    body.as_bytes().to_vec()
+                };
+                RecordedRequest {
+                    method: entry["method"].as_str().unwrap_or_default().to_string(),
+                    url: entry["url"].as_str().unwrap_or_default().to_string(),
+                    body,
+                }
+            })
+            .collect()
+    }
+
+    /// The recorded query-protocol requests for `action`.
+    pub fn recorded_action(&self, action: &str) -> Vec<RecordedRequest> {
+        self.recorded()
+            .into_iter()
+            .filter(|r| r.action().as_deref() == Some(action))
+            .collect()
     }
 
     fn start_with_env(env: &[(&str, &str)]) -> Self {
@@ -91,6 +173,7 @@ impl MotoServer {
                 port,
                 endpoint: format!("http://127.0.0.1:{port}"),
                 log,
+                recording: None,
             };
             match moto.wait_ready(Duration::from_secs(30)) {
                 Ok(()) => return moto,
@@ -126,6 +209,9 @@ impl Drop for MotoServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+        if let Some(file) = &self.recording {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 
@@ -138,7 +224,7 @@ fn free_port() -> u16 {
 
 /// The stack parameters the shop's template needs that the scenario gives
 /// (moto downloads nothing, so the release need not exist).
-pub const SHOP_PARAMETERS: [(&str, &str); 2] = [
+pub const SHOP_PARAMETERS: [(&str, &str); 4] = [
     (
         "ReleaseArtifactUrl",
         "https://example.invalid/gameday-shop-x86_64-linux.tar.gz",
@@ -147,6 +233,9 @@ pub const SHOP_PARAMETERS: [(&str, &str); 2] = [
         "ReleaseArtifactSha256",
         "0000000000000000000000000000000000000000000000000000000000000000",
     ),
+    // Documentation addresses (RFC 5737): the template has no open default.
+    ("AllowedIngressCidr", "198.51.100.0/24"),
+    ("AdminIngressCidr", "198.51.100.7/32"),
 ];
 
 /// The admin token the tests give the stack (through the environment in the

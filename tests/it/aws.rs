@@ -4,6 +4,9 @@
 //! shoppers shop for real on a local stack (`gameday up --detach`) while
 //! the faults hit moto's resources.
 //!
+//! What gameday sent is read from moto's recorder (TerminateInstances'
+//! SkipOsShutdown, which moto accepts and ignores).
+//!
 //! moto's limits show here: a replacement instance joins the target group
 //! only after SetDesiredCapacity (gameday never calls it), so the
 //! replacement is seen launching and running but never serving; nothing
@@ -248,7 +251,8 @@ fn a_game_day_on_moto_terminates_an_instance_fails_the_database_over_while_shopp
     let entry = status["entry_url"].as_str().unwrap().to_string();
     let token = status["admin_token"].as_str().unwrap().to_string();
 
-    let moto = MotoServer::start();
+    // moto ignores SkipOsShutdown; its recorder shows what gameday sent.
+    let moto = MotoServer::start_recording();
     let broker = broker_on(&moto);
     let file = scenario(
         dir.path(),
@@ -323,6 +327,24 @@ report:
     assert!(
         plan.contains(&format!("Reports: {}/ ", run.display())),
         "the plan names the directory --output chose: {plan}"
+    );
+
+    assert!(
+        plan.contains("EC2 TerminateInstances (SkipOsShutdown=true: lost at once"),
+        "the plan (and so the report) says the instance is lost: {plan}"
+    );
+    let terminations: Vec<_> = moto
+        .recorded_action("TerminateInstances")
+        .into_iter()
+        .map(|r| r.form())
+        .filter(|form| !form.contains_key("DryRun"))
+        .collect();
+    assert_eq!(terminations.len(), 1, "{terminations:#?}");
+    assert_eq!(terminations[0]["InstanceId.1"], terminated);
+    assert_eq!(
+        terminations[0].get("SkipOsShutdown").map(String::as_str),
+        Some("true"),
+        "a lost instance, not a shutdown: {terminations:#?}"
     );
 
     // The watchers saw the instance go and its replacement come.

@@ -43,6 +43,27 @@ impl AwsBackend {
     }
 }
 
+/// What a person confirms before gameday acts on `aws`: the account, the
+/// region and what is hit.
+pub async fn confirmation_text(aws: &AwsClients, target: &AwsTarget) -> Result<String> {
+    let account = aws.account_id().await?;
+    let what = target
+        .stack
+        .as_deref()
+        .map(|s| format!("stack {s}"))
+        .or_else(|| {
+            target
+                .auto_scaling_group
+                .as_ref()
+                .map(|g| format!("Auto Scaling group {g}"))
+        })
+        .unwrap_or_else(|| "the resources the scenario names".into());
+    Ok(format!(
+        "This acts on AWS account {account} in region {} ({what}).",
+        aws.region()
+    ))
+}
+
 /// Clients for the target's region and endpoint, from the standard chain.
 pub async fn connect(target: &AwsTarget) -> Result<AwsClients> {
     AwsClients::connect(target.region.as_deref(), target.endpoint_url.as_deref()).await
@@ -66,20 +87,19 @@ impl Backend for AwsBackend {
         self.target.stack.is_some()
     }
 
+    /// Names the account (STS GetCallerIdentity), the region and the stack
+    /// or group; nothing for a stand-in on loopback.
     async fn confirmation(&self) -> platform::Result<Option<String>> {
-        let a = &self.target;
-        let loopback = a.endpoint_url.as_deref().is_some_and(is_loopback_url);
-        Ok((!loopback).then(|| {
-            format!(
-                "This acts on AWS account resources in {} ({}).",
-                a.region.as_deref().unwrap_or("the default region"),
-                a.stack
-                    .as_deref()
-                    .map(|s| format!("stack {s}"))
-                    .or_else(|| a.auto_scaling_group.as_ref().map(|g| format!("group {g}")))
-                    .unwrap_or_default()
-            )
-        }))
+        if self
+            .target
+            .endpoint_url
+            .as_deref()
+            .is_some_and(is_loopback_url)
+        {
+            return Ok(None);
+        }
+        let aws = connect(&self.target).await?;
+        Ok(Some(confirmation_text(&aws, &self.target).await?))
     }
 
     fn left_behind(&self) -> Option<String> {

@@ -22,6 +22,7 @@ pub struct AwsClients {
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub elasticache: aws_sdk_elasticache::Client,
     pub mq: aws_sdk_mq::Client,
+    pub sts: aws_sdk_sts::Client,
     region: String,
     endpoint_url: Option<String>,
     /// Where calls go, for error messages.
@@ -83,6 +84,7 @@ impl AwsClients {
             cloudformation: aws_sdk_cloudformation::Client::new(config),
             elasticache: aws_sdk_elasticache::Client::new(config),
             mq: aws_sdk_mq::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
             region,
             endpoint_url,
             place,
@@ -111,6 +113,20 @@ impl AwsClients {
     /// confirmation needed, see DESIGN.md "Cloud safety").
     pub fn is_stand_in(&self) -> bool {
         self.endpoint_url.as_deref().is_some_and(is_loopback_url)
+    }
+
+    /// The account the credentials act in (STS GetCallerIdentity).
+    pub async fn account_id(&self) -> Result<String> {
+        const OP: &str = "GetCallerIdentity";
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| self.error(OP, e))?;
+        out.account()
+            .map(str::to_string)
+            .ok_or_else(|| Error::unexpected(OP, "the answer names no account"))
     }
 
     /// Maps an SDK error of a call that is not about one named resource.

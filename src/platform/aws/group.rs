@@ -75,6 +75,44 @@ pub struct Terminated {
     pub current_state: String,
 }
 
+/// How a terminated instance goes: lost at once, or after its OS shut
+/// down (the scenario's `graceful: true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// `SkipOsShutdown=true`: no shutdown, the machine is gone.
+    Skipped,
+    /// EC2's default: the OS shuts down (SIGTERM to the services) first.
+    Graceful,
+}
+
+impl Shutdown {
+    pub fn from_graceful(graceful: bool) -> Self {
+        if graceful {
+            Self::Graceful
+        } else {
+            Self::Skipped
+        }
+    }
+
+    /// The request's `SkipOsShutdown`: true, or left out (EC2's default,
+    /// false).
+    pub fn skip_os_shutdown(self) -> Option<bool> {
+        (self == Self::Skipped).then_some(true)
+    }
+
+    /// In words, for `plan` and the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Skipped => {
+                "SkipOsShutdown=true: lost at once, no OS shutdown, no SIGTERM to the shop"
+            }
+            Self::Graceful => {
+                "graceful: the OS shuts down first (systemd sends SIGTERM and the shop drains)"
+            }
+        }
+    }
+}
+
 const INSTANCE_NOT_FOUND: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
 
 impl AwsClients {
@@ -194,17 +232,33 @@ impl AwsClients {
         }
     }
 
-    /// EC2 `TerminateInstances`: the instances die abruptly; the load
-    /// balancer's health checks fail, and the group notices on its next
-    /// health check and launches replacements. The realistic "instance
-    /// lost" fault (DESIGN.md section 3).
+    /// The instances lost (`SkipOsShutdown=true`), as the kubernetes
+    /// platform's node provider loses a node's machine.
     pub async fn terminate_instances(&self, ids: &[String]) -> Result<Vec<Terminated>> {
+        self.terminate_instances_with(ids, Shutdown::Skipped).await
+    }
+
+    /// EC2 `TerminateInstances`. Lost (not `graceful`): with
+    /// `SkipOsShutdown=true` the instances stop at once, no SIGTERM reaches
+    /// the shop, so the load balancer's health checks find out and the
+    /// group launches replacements: the realistic "instance lost" fault
+    /// (DESIGN.md section 3). `graceful`: EC2's default, the OS shuts down
+    /// first (systemd stops the shop, which drains) - a planned stop.
+    /// EC2 API reference, TerminateInstances: "SkipOsShutdown - Specifies
+    /// whether to bypass the graceful OS shutdown process when the instance
+    /// is terminated. Default: false".
+    pub async fn terminate_instances_with(
+        &self,
+        ids: &[String],
+        shutdown: Shutdown,
+    ) -> Result<Vec<Terminated>> {
         const OP: &str = "TerminateInstances";
         let joined = ids.join(", ");
         let out = self
             .ec2
             .terminate_instances()
             .set_instance_ids(Some(ids.to_vec()))
+            .set_skip_os_shutdown(shutdown.skip_os_shutdown())
             .send()
             .await
             .map_err(|e| {
@@ -225,13 +279,18 @@ impl AwsClients {
     /// the ids without acting (`plan`). AWS answers the error
     /// `DryRunOperation` when the real call would succeed; any other answer
     /// (`UnauthorizedOperation`, `InvalidInstanceID.NotFound`) is the error.
-    pub async fn terminate_instances_dry_run(&self, ids: &[String]) -> Result<()> {
+    pub async fn terminate_instances_dry_run(
+        &self,
+        ids: &[String],
+        shutdown: Shutdown,
+    ) -> Result<()> {
         const OP: &str = "TerminateInstances (DryRun)";
         let joined = ids.join(", ");
         let res = self
             .ec2
             .terminate_instances()
             .set_instance_ids(Some(ids.to_vec()))
+            .set_skip_os_shutdown(shutdown.skip_os_shutdown())
             .dry_run(true)
             .send()
             .await;

@@ -7,14 +7,16 @@
 //!
 //! A run creates the stack when it is missing and deletes it afterwards
 //! (only then); with a stack that exists, or without one, it attaches.
-//! Faults are AWS calls (TerminateInstances, RebootDBInstance with
-//! ForceFailover or FailoverDBCluster, RebootCacheCluster, RebootBroker) on
+//! Faults are AWS calls (TerminateInstances skipping the OS shutdown unless
+//! `graceful`, RebootDBInstance with ForceFailover or FailoverDBCluster,
+//! ElastiCache TestFailover or RebootCacheCluster, RebootBroker) on
 //! the resources the scenario names or its stack's outputs name, never
 //! anything else (see `resources`). Pollers turn what AWS does into the
 //! run's typed events (see `watch`).
 
 pub mod alarms;
 mod backend;
+pub mod budget;
 pub mod cache;
 pub mod clients;
 pub mod elb;
@@ -34,9 +36,10 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-pub use backend::{AwsBackend, AwsSite, STACK_TIMEOUT, connect};
+pub use backend::{AwsBackend, AwsSite, STACK_TIMEOUT, confirmation_text, connect};
 pub use clients::AwsClients;
 pub use errors::{Error, ResourceKind};
+pub use group::Shutdown;
 pub use rds::Failover;
 pub use resources::Resources;
 pub use targets::{describe, supports};
@@ -99,6 +102,75 @@ impl AwsPlatform {
 
     fn refuse(&self, fault: &Fault, why: impl Into<String>) -> platform::Error {
         platform::Error::refused(fault.kind.key(), why)
+    }
+
+    /// Refuses any of `targets` that is not a candidate now (the candidates
+    /// are read again: only what the scenario or its stack names).
+    async fn only_candidates(
+        &self,
+        fault: &Fault,
+        targets: &[Target],
+        what: impl Fn(&str) -> String,
+    ) -> platform::Result<()> {
+        let allowed = targets::candidates(&self.aws, &self.resources, &fault.kind).await?;
+        match targets
+            .iter()
+            .find(|t| !allowed.iter().any(|a| a.id == t.id))
+        {
+            Some(stranger) => Err(self.refuse(fault, what(&stranger.id))),
+            None => Ok(()),
+        }
+    }
+
+    /// terminate-instance: TerminateInstances on in-service members of the
+    /// group, lost (SkipOsShutdown) or graceful.
+    async fn terminate(
+        &self,
+        fault: &Fault,
+        targets: &[Target],
+        shutdown: Shutdown,
+    ) -> platform::Result<()> {
+        let group = self.resources.group.as_deref().unwrap_or("-");
+        self.only_candidates(fault, targets, |id| {
+            format!("{id} is not an in-service member of Auto Scaling group {group}")
+        })
+        .await?;
+        let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
+        for t in self.aws.terminate_instances_with(&ids, shutdown).await? {
+            tracing::info!(instance = %t.instance_id, from = %t.previous_state, to = %t.current_state, ?shutdown, "terminate-instance");
+        }
+        Ok(())
+    }
+
+    /// restart-cache: TestFailover on the replication group (the data
+    /// stays), or with `reboot` RebootCacheCluster on the named cluster or
+    /// the group's primary cluster (the data is lost).
+    async fn restart_cache(
+        &self,
+        fault: &Fault,
+        targets: &[Target],
+        reboot: bool,
+    ) -> platform::Result<()> {
+        let r = &self.resources;
+        if reboot {
+            self.only_candidates(fault, targets, |id| {
+                format!("{id} is not the cache the scenario names (nor its primary's cluster)")
+            })
+            .await?;
+            for t in targets {
+                self.aws.reboot_cache_cluster(&t.id).await?;
+            }
+            return Ok(());
+        }
+        match (&r.cache_group, &r.cache) {
+            (Some(group), _) => {
+                let before = self.aws.fail_over_cache(group).await?;
+                tracing::info!(group = %before.id, primary = ?before.primary(), "restart-cache: TestFailover");
+                Ok(())
+            }
+            (None, Some(cluster)) => Err(targets::no_failover(cluster)),
+            (None, None) => Err(self.refuse(fault, "no cache is named")),
+        }
     }
 }
 
@@ -173,24 +245,9 @@ impl Platform for AwsPlatform {
     async fn inject(&self, fault: &Fault, targets: &[Target]) -> platform::Result<()> {
         let r = &self.resources;
         match &fault.kind {
-            FaultKind::TerminateInstance { .. } => {
-                // Only members of the group the scenario names (or its
-                // stack's): the candidates are read again, now.
-                let members = targets::candidates(&self.aws, r, &fault.kind).await?;
-                let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
-                if let Some(stranger) = ids.iter().find(|id| !members.iter().any(|m| &m.id == *id))
-                {
-                    return Err(self.refuse(
-                        fault,
-                        format!(
-                            "{stranger} is not an in-service member of Auto Scaling group {}",
-                            r.group.as_deref().unwrap_or("-")
-                        ),
-                    ));
-                }
-                for t in self.aws.terminate_instances(&ids).await? {
-                    tracing::info!(instance = %t.instance_id, from = %t.previous_state, to = %t.current_state, "terminate-instance");
-                }
+            FaultKind::TerminateInstance { graceful, .. } => {
+                self.terminate(fault, targets, Shutdown::from_graceful(*graceful))
+                    .await?;
             }
             FaultKind::DbFailover { .. } => {
                 let Some(db) = &r.database else {
@@ -199,11 +256,8 @@ impl Platform for AwsPlatform {
                 let done = self.aws.fail_over_database(db).await?;
                 tracing::info!(?done, "db-failover");
             }
-            FaultKind::RestartCache { .. } => {
-                let Some(id) = &r.cache else {
-                    return Err(self.refuse(fault, "no cache is named"));
-                };
-                self.aws.reboot_cache_cluster(id).await?;
+            FaultKind::RestartCache { reboot } => {
+                self.restart_cache(fault, targets, *reboot).await?;
                 self.events.emit(EventKind::ServerStopping {
                     server: ServerRole::Cache,
                 });

@@ -1,4 +1,6 @@
-//! RDS: describe a DB instance or Aurora cluster, and fail it over.
+//! RDS: describe a DB instance or Aurora cluster, fail it over, and read
+//! its failover events (when RDS says a Multi-AZ failover started and
+//! completed; the instance's zone field is updated late).
 
 use super::{
     clients::AwsClients,
@@ -24,6 +26,10 @@ pub struct DbInstanceInfo {
     pub replica_of: Option<String>,
     pub read_replicas: Vec<String>,
     pub endpoint: Option<String>,
+    /// db.t3.medium, ...
+    pub instance_class: Option<String>,
+    /// The weekly maintenance window, `ddd:hh24:mi-ddd:hh24:mi` in UTC.
+    pub maintenance_window: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +82,128 @@ pub enum Failover {
     },
 }
 
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Minutes since Monday 00:00 UTC.
+pub fn minute_of_week(now: chrono::DateTime<chrono::Utc>) -> u32 {
+    use chrono::{Datelike, Timelike};
+    now.weekday().num_days_from_monday() * 24 * 60 + now.hour() * 60 + now.minute()
+}
+
+/// `ddd:hh24:mi` as minutes since Monday 00:00.
+fn week_minute(text: &str) -> Option<u32> {
+    let mut parts = text.trim().splitn(3, ':');
+    let name = parts.next()?;
+    let day = DAYS.iter().position(|d| d.eq_ignore_ascii_case(name))?;
+    let hour: u32 = parts.next()?.parse().ok()?;
+    let minute: u32 = parts.next()?.parse().ok()?;
+    (hour < 24 && minute < 60).then(|| day as u32 * 24 * 60 + hour * 60 + minute)
+}
+
+/// Whether `minute` (of the week) is inside RDS's weekly window
+/// `ddd:hh24:mi-ddd:hh24:mi` (which may wrap past Sunday); false for a
+/// window that does not parse.
+pub fn in_window(window: &str, minute: u32) -> bool {
+    let Some((from, to)) = window.split_once('-') else {
+        return false;
+    };
+    let (Some(from), Some(to)) = (week_minute(from), week_minute(to)) else {
+        return false;
+    };
+    if from <= to {
+        (from..to).contains(&minute)
+    } else {
+        minute >= from || minute < to
+    }
+}
+
+/// Where a Multi-AZ failover is, as an RDS event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverPhase {
+    Started,
+    Completed,
+}
+
+impl FailoverPhase {
+    /// The phase an event of the `failover` category reports. DescribeEvents
+    /// returns no event id, so the message tells them apart (Amazon RDS User
+    /// Guide, "Amazon RDS event categories and event messages", DB instance
+    /// events): RDS-EVENT-0013 "A Multi-AZ failover that resulted in the
+    /// promotion of a standby instance has started.", RDS-EVENT-0015 "... is
+    /// complete. It may take several minutes for the DNS to transfer to the
+    /// new primary DB instance." and RDS-EVENT-0049 "A Multi-AZ failover has
+    /// completed.". Anything else (a partial failover recovered, ...) is
+    /// none.
+    pub fn of_message(message: &str) -> Option<Self> {
+        let m = message.to_ascii_lowercase();
+        if !m.contains("failover") || m.contains("partial") {
+            return None;
+        }
+        if m.contains("complete") {
+            Some(Self::Completed)
+        } else if m.contains("started") {
+            Some(Self::Started)
+        } else {
+            None
+        }
+    }
+}
+
+/// One failover event of a DB instance, with RDS's own time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverEvent {
+    pub phase: FailoverPhase,
+    pub at: std::time::SystemTime,
+    pub message: String,
+}
+
 impl AwsClients {
+    /// The instance's failover events since `since`, oldest first
+    /// (DescribeEvents, source type db-instance, category failover).
+    pub async fn failover_events(
+        &self,
+        instance: &str,
+        since: std::time::SystemTime,
+    ) -> Result<Vec<FailoverEvent>> {
+        const OP: &str = "DescribeEvents";
+        let mut events = Vec::new();
+        let mut marker = None;
+        loop {
+            let out = self
+                .rds
+                .describe_events()
+                .source_identifier(instance)
+                .source_type(aws_sdk_rds::types::SourceType::DbInstance)
+                .start_time(aws_smithy_types::DateTime::from(since))
+                .event_categories("failover")
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| self.error(OP, e))?;
+            for e in out.events() {
+                let message = e.message().unwrap_or_default();
+                let (Some(phase), Some(at)) = (
+                    FailoverPhase::of_message(message),
+                    e.date()
+                        .and_then(|d| std::time::SystemTime::try_from(*d).ok()),
+                ) else {
+                    continue;
+                };
+                events.push(FailoverEvent {
+                    phase,
+                    at,
+                    message: message.to_string(),
+                });
+            }
+            match out.marker() {
+                Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        events.sort_by_key(|e| e.at);
+        Ok(events)
+    }
+
     pub async fn describe_db_instance(&self, id: &str) -> Result<DbInstanceInfo> {
         const OP: &str = "DescribeDBInstances";
         let out = self
@@ -109,6 +236,8 @@ impl AwsClients {
             endpoint: d
                 .endpoint()
                 .and_then(|e| Some(format!("{}:{}", e.address()?, e.port()?))),
+            instance_class: d.db_instance_class().map(str::to_string),
+            maintenance_window: d.preferred_maintenance_window().map(str::to_string),
         })
     }
 
@@ -169,7 +298,24 @@ impl AwsClients {
                     ));
                 }
                 if db.status != "available" {
-                    return Err(refuse(format!("is {}, not available", db.status)));
+                    return Err(refuse(format!(
+                        "is {}, not available{}",
+                        db.status,
+                        if db.status == "backing-up" {
+                            " (a failover now would race the backup; keep game days out of the \
+                             backup window)"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                if let Some(window) = &db.maintenance_window
+                    && in_window(window, minute_of_week(chrono::Utc::now()))
+                {
+                    return Err(refuse(format!(
+                        "is in its maintenance window ({window} UTC): RDS may be patching it; \
+                         fail it over outside the window"
+                    )));
                 }
                 Ok(Failover::InstanceReboot {
                     instance: db.id,
@@ -236,5 +382,26 @@ impl AwsClients {
             }
         }
         Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_inside_the_weekly_maintenance_window_is_found_even_across_sunday_night() {
+        let sun_0430 = 6 * 24 * 60 + 4 * 60 + 30;
+        assert!(in_window("sun:04:30-sun:05:30", sun_0430));
+        assert!(in_window("sun:04:30-sun:05:30", sun_0430 + 59));
+        assert!(!in_window("sun:04:30-sun:05:30", sun_0430 + 60));
+        assert!(!in_window("sun:04:30-sun:05:30", 0));
+        assert!(in_window("sun:23:30-mon:00:30", 10), "wraps past Sunday");
+        assert!(!in_window("sun:23:30-mon:00:30", 31));
+        assert!(!in_window("nonsense", 10));
+        let monday_noon = chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(minute_of_week(monday_noon), 12 * 60);
     }
 }

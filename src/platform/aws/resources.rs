@@ -5,7 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{clients::AwsClients, group::PolicyAlarm, stack::StackInfo, watch::Watched};
+use super::{
+    budget, clients::AwsClients, errors::Error, group::PolicyAlarm, stack::StackInfo,
+    watch::Watched,
+};
 use crate::platform;
 use crate::scenario::{AwsDatabase, AwsTarget};
 
@@ -24,17 +27,26 @@ pub struct Resources {
     /// The Auto Scaling group's name.
     pub group: Option<String>,
     pub database: Option<AwsDatabase>,
-    /// The ElastiCache cluster's id.
+    /// The ElastiCache replication group's id (the stack's; or the
+    /// scenario's `cache` when it names one): restart-cache fails it over.
+    pub cache_group: Option<String>,
+    /// The ElastiCache cluster's id, when the cache is a cluster outside a
+    /// replication group (only `reboot: true` can hit it).
     pub cache: Option<String>,
     /// The Amazon MQ broker's id.
     pub broker: Option<String>,
     /// Load balancers' ARNs (the stack's).
     pub load_balancers: Vec<String>,
-    /// The stack's alarms (its `AlarmNames` output).
+    /// The stack's health alarms (its `AlarmNames` output: 5xx, unhealthy
+    /// hosts, the database, replica lag; not its load alarms).
     pub alarms: Vec<String>,
     pub entry_url: Option<String>,
     /// ARNs of what was resolved, by id (for `plan`).
     pub arns: BTreeMap<String, String>,
+    /// The MariaDB pool of each service on each instance, when known: the
+    /// scenario's `DatabasePoolSize` parameter, else the template's default
+    /// for a stack.
+    pub pool_size: Option<u32>,
 }
 
 /// An output moto leaves as `None` when it skipped the resource.
@@ -53,6 +65,10 @@ impl Resources {
             cache: target.cache.clone(),
             broker: target.broker.clone(),
             entry_url: target.entry_url.clone(),
+            pool_size: target
+                .parameters
+                .get("DatabasePoolSize")
+                .and_then(|p| p.trim().parse().ok()),
             ..Self::default()
         }
     }
@@ -64,10 +80,14 @@ impl Resources {
         self.database = self
             .database
             .or_else(|| out("DatabaseInstanceId").map(AwsDatabase::Instance));
-        self.cache = self.cache.or_else(|| out("CacheClusterId"));
+        if self.cache.is_none() && self.cache_group.is_none() {
+            self.cache_group = out("CacheReplicationGroupId");
+            self.cache = out("CacheClusterId");
+        }
         self.broker = self.broker.or_else(|| out("BrokerId"));
         self.entry_url = self.entry_url.or_else(|| out("EntryUrl"));
         self.load_balancers = out("LoadBalancerArn").into_iter().collect();
+        self.pool_size = self.pool_size.or(Some(budget::TEMPLATE_DEFAULT_POOL));
         self.alarms = outputs
             .get("AlarmNames")
             .map(|names| names.split(',').filter_map(real).collect())
@@ -88,8 +108,10 @@ impl Resources {
             group: self.group.clone(),
             database: self.database.clone(),
             cache: self.cache.clone(),
+            cache_group: self.cache_group.clone(),
             broker: self.broker.clone(),
             alarms,
+            scaling_alarms: policy_alarms.iter().map(|a| a.alarm.clone()).collect(),
             scale_out_alarms: policy_alarms
                 .iter()
                 .filter(|a| a.scales_out)
@@ -163,8 +185,27 @@ pub async fn resolve(aws: &AwsClients, target: &AwsTarget) -> platform::Result<R
         }
         None => {}
     }
-    if let Some(id) = &r.cache
-        && let Some(arn) = aws.describe_cache_cluster(id).await?.arn
+    // The scenario's `cache` is a replication group or a cluster.
+    if let Some(id) = r.cache.clone() {
+        match aws.describe_replication_group(&id).await {
+            Ok(group) => {
+                r.cache = None;
+                r.cache_group = Some(id.clone());
+                if let Some(arn) = group.arn {
+                    r.arns.insert(id, arn);
+                }
+            }
+            Err(Error::NotFound { .. }) => {
+                if let Some(arn) = aws.describe_cache_cluster(&id).await?.arn {
+                    r.arns.insert(id, arn);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(id) = &r.cache_group
+        && !r.arns.contains_key(id)
+        && let Some(arn) = aws.describe_replication_group(id).await?.arn
     {
         r.arns.insert(id.clone(), arn);
     }

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{clients::AwsClients, resources::Resources};
+use super::{
+    budget, cache::NODE_GROUP, clients::AwsClients, group::Shutdown, resources::Resources,
+};
 use crate::{
     platform::{
         self, ComponentInfo, InstanceInfo, InstanceState, Inventory, Support, Target, TargetKind,
@@ -58,9 +60,10 @@ pub fn supports(target: &AwsTarget, fault: &Fault) -> Support {
             "no database to fail over: set target.database ({ instance: NAME } or \
              { cluster: NAME }) or a stack",
         ),
-        (FaultKind::RestartCache { .. }, _) if !stack && target.cache.is_none() => {
-            no("no cache to reboot: set target.cache (an ElastiCache cluster id) or a stack")
-        }
+        (FaultKind::RestartCache { .. }, _) if !stack && target.cache.is_none() => no(
+            "no cache to fail over or reboot: set target.cache (an ElastiCache replication \
+                 group or cluster id) or a stack",
+        ),
         (FaultKind::RestartBroker, _) if !stack && target.broker.is_none() => {
             no("no broker to reboot: set target.broker (an Amazon MQ broker id) or a stack")
         }
@@ -75,17 +78,22 @@ pub fn describe(r: &Resources, fault: &Fault) -> String {
         None => format!("the {what} (none named)"),
     };
     match &fault.kind {
-        FaultKind::TerminateInstance { zone, .. } => format!(
-            "EC2 TerminateInstances on in-service members of Auto Scaling group {}{}: they die at \
-             once, the load balancer's health checks take them out of service and the group \
-             launches replacements (nothing to undo)",
+        FaultKind::TerminateInstance { zone, graceful, .. } => format!(
+            "EC2 TerminateInstances ({}) on in-service members of Auto Scaling group {}{}: {}, \
+             and the group launches replacements (nothing to undo)",
+            Shutdown::from_graceful(*graceful).describe(),
             r.group
                 .as_deref()
                 .map(|g| r.with_arn(g))
                 .unwrap_or_else(|| stack_s("Auto Scaling group")),
             zone.as_deref()
                 .map(|z| format!(" in zone {z}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if *graceful {
+                "they stop their services (which drain) before they go"
+            } else {
+                "they die at once and the load balancer's health checks take them out of service"
+            }
         ),
         FaultKind::DbFailover { .. } => match &r.database {
             Some(AwsDatabase::Instance(id)) => format!(
@@ -99,14 +107,7 @@ pub fn describe(r: &Resources, fault: &Fault) -> String {
             ),
             None => format!("fail over {}", stack_s("database")),
         },
-        FaultKind::RestartCache { .. } => format!(
-            "ElastiCache RebootCacheCluster on every node of {}: the cache is unavailable while \
-             they reboot (its data is kept only with persistence)",
-            r.cache
-                .as_deref()
-                .map(|c| format!("cluster {}", r.with_arn(c)))
-                .unwrap_or_else(|| stack_s("cache cluster"))
-        ),
+        FaultKind::RestartCache { reboot } => describe_cache(r, *reboot),
         FaultKind::RestartBroker => format!(
             "Amazon MQ RebootBroker on {}: the broker is unavailable while it reboots",
             r.broker
@@ -118,6 +119,59 @@ pub fn describe(r: &Resources, fault: &Fault) -> String {
             "not available on aws".into()
         }
     }
+}
+
+/// restart-cache in words: a failover that keeps the data, or a reboot
+/// that loses it.
+fn describe_cache(r: &Resources, reboot: bool) -> String {
+    let group = r
+        .cache_group
+        .as_deref()
+        .map(|g| format!("replication group {}", r.with_arn(g)));
+    let cluster = r
+        .cache
+        .as_deref()
+        .map(|c| format!("cluster {}", r.with_arn(c)));
+    let named = || {
+        group
+            .clone()
+            .or_else(|| cluster.clone())
+            .unwrap_or_else(|| match &r.stack {
+                Some(s) => format!("the replication group of stack {s}"),
+                None => "the cache (none named)".into(),
+            })
+    };
+    match (reboot, &group, &cluster) {
+        (false, None, Some(c)) => format!(
+            "a failover of {c}: refused, it is a cluster outside a replication group (no replica \
+             to promote); `reboot: true` reboots it and loses its data"
+        ),
+        (false, _, _) => format!(
+            "ElastiCache TestFailover on node group {NODE_GROUP} of {}: the replica in another \
+             zone becomes the primary and the cache keeps its data; writes fail for the seconds \
+             the promotion takes",
+            named()
+        ),
+        (true, Some(g), _) => format!(
+            "ElastiCache RebootCacheCluster on the primary's cluster of {g}: the node reboots and \
+             LOSES THE CACHE'S CONTENTS (carts, sessions); no failover"
+        ),
+        (true, None, _) => format!(
+            "ElastiCache RebootCacheCluster on every node of {}: the cache is down while they \
+             reboot and LOSES ITS CONTENTS (carts, sessions)",
+            named()
+        ),
+    }
+}
+
+/// A failover asked of a cache cluster outside a replication group.
+pub fn no_failover(cluster: &str) -> platform::Error {
+    platform::Error::refused(
+        format!("ElastiCache cluster {cluster}"),
+        "is not in a replication group: there is no replica to fail over to (the shop's \
+         template runs a replication group; `restart-cache: { reboot: true }` reboots this \
+         cluster and loses its contents)",
+    )
 }
 
 fn none_named(what: &str, key: &str) -> platform::Error {
@@ -161,13 +215,22 @@ pub async fn candidates(
             };
             Ok(vec![one(TargetKind::Database, id, what, r)])
         }
-        FaultKind::RestartCache { .. } => {
-            let id = r
-                .cache
-                .as_deref()
-                .ok_or_else(|| none_named("cache", "cache"))?;
-            Ok(vec![one(TargetKind::Cache, id, "ElastiCache cluster", r)])
-        }
+        FaultKind::RestartCache { reboot } => match (*reboot, &r.cache_group, &r.cache) {
+            (false, Some(g), _) => Ok(vec![one(
+                TargetKind::Cache,
+                g,
+                "ElastiCache replication group",
+                r,
+            )]),
+            (true, Some(g), _) => {
+                let primary = aws.primary_cluster(g).await?;
+                Ok(vec![Target::new(TargetKind::Cache, &primary).detail(
+                    format!("the primary's cluster of replication group {g}"),
+                )])
+            }
+            (_, None, Some(c)) => Ok(vec![one(TargetKind::Cache, c, "ElastiCache cluster", r)]),
+            (_, None, None) => Err(none_named("cache", "cache")),
+        },
         FaultKind::RestartBroker => {
             let id = r
                 .broker
@@ -197,23 +260,29 @@ pub async fn check(
     targets: &[Target],
 ) -> platform::Result<()> {
     match &fault.kind {
-        FaultKind::TerminateInstance { .. } => {
+        FaultKind::TerminateInstance { graceful, .. } => {
             let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
             if ids.is_empty() {
                 return Ok(());
             }
-            Ok(aws.terminate_instances_dry_run(&ids).await?)
+            Ok(aws
+                .terminate_instances_dry_run(&ids, Shutdown::from_graceful(*graceful))
+                .await?)
         }
         FaultKind::DbFailover { .. } => match &r.database {
             Some(db) => aws.check_db_failover(db).await.map(|_| ()),
             None => Err(none_named("database", "database")),
         },
-        FaultKind::RestartCache { .. } => {
-            let id = r
-                .cache
-                .as_deref()
-                .ok_or_else(|| none_named("cache", "cache"))?;
-            aws.check_cache_reboot(id).await.map(|_| ())
+        FaultKind::RestartCache { reboot: false } => match (&r.cache_group, &r.cache) {
+            (Some(g), _) => aws.check_cache_failover(g).await.map(|_| ()),
+            (None, Some(c)) => Err(no_failover(c)),
+            (None, None) => Err(none_named("cache", "cache")),
+        },
+        FaultKind::RestartCache { reboot: true } => {
+            for t in targets {
+                aws.check_cache_reboot(&t.id).await?;
+            }
+            Ok(())
         }
         FaultKind::RestartBroker => {
             let id = r
@@ -260,10 +329,34 @@ pub async fn inventory(aws: &AwsClients, r: &Resources) -> platform::Result<Inve
         entry_url: r.entry_url.clone().unwrap_or_default(),
         ..Inventory::default()
     };
+    let mut max_instances = None;
     if let Some(name) = &r.group {
-        group_inventory(aws, r, name, &mut inv).await?;
+        max_instances = Some(group_inventory(aws, r, name, &mut inv).await?);
     }
-    inv.infra.extend(database_component(aws, r).await?);
+    let mut database = database_component(aws, r).await?;
+    if let (Some(db), Some(instances)) = (database.as_mut(), max_instances) {
+        budget_check(db, r, instances);
+    }
+    inv.infra.extend(database);
+    if let Some(id) = &r.cache_group {
+        let g = aws.describe_replication_group(id).await?;
+        let members: Vec<Value> = g
+            .members
+            .iter()
+            .map(|m| json!({ "cluster": m.cluster_id, "role": m.role, "zone": m.zone }))
+            .collect();
+        inv.infra.push(component(
+            format!("cache {}", g.id),
+            g.primary_endpoint.clone(),
+            &[
+                ("arn", o(&g.arn)),
+                ("status", s(&g.status)),
+                ("automatic_failover", s(&g.automatic_failover)),
+                ("multi_az", s(&g.multi_az)),
+                ("members", Some(json!(members))),
+            ],
+        ));
+    }
     if let Some(id) = &r.cache {
         let c = aws.describe_cache_cluster(id).await?;
         inv.infra.push(component(
@@ -294,13 +387,35 @@ pub async fn inventory(aws: &AwsClients, r: &Resources) -> platform::Result<Inve
     Ok(inv)
 }
 
-/// The group's members, its target groups and load balancers.
+/// The connection budget of `db` (its class in `details`) for `instances`
+/// at most: `max_connections` and, when the pools do not fit, a warning.
+fn budget_check(db: &mut ComponentInfo, r: &Resources, instances: u32) {
+    let Some(class) = db.details.get("class").and_then(Value::as_str) else {
+        return;
+    };
+    let class = class.to_string();
+    if let Some((about, _)) = budget::max_connections(&class) {
+        db.details.insert("max_connections".into(), json!(about));
+    }
+    let demand = budget::Demand {
+        instances,
+        pool: r.pool_size.unwrap_or(budget::SHOP_DEFAULT_POOL),
+    };
+    db.details
+        .insert("connections_wanted".into(), json!(demand.connections()));
+    if let Some(w) = budget::warning(&class, demand) {
+        db.details.insert("warning".into(), json!(w));
+    }
+}
+
+/// The group's members, its target groups and load balancers; returns the
+/// group's maximum size.
 async fn group_inventory(
     aws: &AwsClients,
     r: &Resources,
     name: &str,
     inv: &mut Inventory,
-) -> platform::Result<()> {
+) -> platform::Result<u32> {
     let group = aws.describe_group(name).await?;
     let ids: Vec<String> = group
         .members
@@ -369,7 +484,7 @@ async fn group_inventory(
             &[("arn", s(&lb.arn)), ("state", o(&lb.state))],
         ));
     }
-    Ok(())
+    Ok(u32::try_from(group.max_size).unwrap_or(0))
 }
 
 /// The database the target names, with its engine, zones and replicas.
@@ -387,6 +502,7 @@ async fn database_component(
                     ("arn", o(&db.arn)),
                     ("engine", s(&format!("{} {}", db.engine, db.engine_version))),
                     ("status", s(&db.status)),
+                    ("class", o(&db.instance_class)),
                     ("multi_az", Some(json!(db.multi_az))),
                     ("zone", o(&db.availability_zone)),
                     ("standby_zone", o(&db.secondary_availability_zone)),

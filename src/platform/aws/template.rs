@@ -127,9 +127,11 @@ mod tests {
             .collect()
     }
 
-    const RELEASE: [(&str, &str); 2] = [
+    const RELEASE: [(&str, &str); 4] = [
         ("ReleaseArtifactUrl", "https://example.com/shop.tar.gz"),
         ("ReleaseArtifactSha256", "00"),
+        ("AllowedIngressCidr", "198.51.100.7/32"),
+        ("AdminIngressCidr", "198.51.100.7/32"),
     ];
 
     #[test]
@@ -140,6 +142,10 @@ mod tests {
         let url = d.iter().find(|p| p.name == "ReleaseArtifactUrl").unwrap();
         assert!(!url.has_default && !url.secret);
         assert!(d.iter().any(|p| p.name == "InstanceType" && p.has_default));
+        for open in ["AllowedIngressCidr", "AdminIngressCidr"] {
+            let p = d.iter().find(|p| p.name == open).unwrap();
+            assert!(!p.has_default, "{open} is not open to the world by default");
+        }
     }
 
     #[test]

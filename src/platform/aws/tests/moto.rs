@@ -293,3 +293,20 @@ async fn a_broker_named_by_the_scenario_is_rebooted_and_a_cache_without_nodes_is
     ));
     assert!(out.contains_key("DatabaseInstanceId"));
 }
+
+/// moto's STS answers GetCallerIdentity with its account, 123456789012.
+#[tokio::test]
+async fn the_confirmation_names_the_account_the_region_and_the_stack() {
+    let moto = MotoServer::start();
+    let aws = moto_clients(&moto).await;
+    let target = stack_target(&moto.endpoint, "gameday-shop");
+
+    let text = crate::platform::aws::confirmation_text(&aws, &target)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        text,
+        "This acts on AWS account 123456789012 in region us-east-1 (stack gameday-shop)."
+    );
+}

@@ -35,6 +35,79 @@ fn terminate(radius: BlastRadius, zone: Option<&str>) -> Fault {
     })
 }
 
+/// moto accepts SkipOsShutdown and ignores it (it shuts nothing down), so
+/// its recorder shows what gameday sent.
+#[tokio::test]
+async fn terminate_instance_loses_the_instance_skipping_the_os_shutdown_unless_graceful() {
+    let moto = MotoServer::start_recording();
+    let aws = moto_clients(&moto).await;
+    deploy_shop(&aws, "lost-shop").await;
+    let target = stack_target(&moto.endpoint, "lost-shop");
+    let recorded = Recorded::new();
+    let platform = deploy_with(aws.clone(), &target, None, recorded.log.clone(), EVERY)
+        .await
+        .unwrap();
+    let rollback = Rollback::default();
+    let lost = terminate(BlastRadius::Count(1), None);
+    let graceful = fault(FaultKind::TerminateInstance {
+        radius: BlastRadius::Count(1),
+        zone: None,
+        graceful: true,
+    });
+    assert!(
+        platform
+            .describe(&lost)
+            .starts_with("EC2 TerminateInstances (SkipOsShutdown=true: lost at once"),
+        "{}",
+        platform.describe(&lost)
+    );
+    assert!(
+        platform
+            .describe(&graceful)
+            .starts_with("EC2 TerminateInstances (graceful: the OS shuts down first"),
+        "{}",
+        platform.describe(&graceful)
+    );
+    let targets = platform.candidates(&lost.kind).await.unwrap();
+    platform.dry_run(&lost, &targets[..1]).await.unwrap();
+
+    let first = chaos::apply(&*platform, &recorded.log, &rollback, &lost)
+        .await
+        .unwrap();
+    let second = chaos::apply(&*platform, &recorded.log, &rollback, &graceful)
+        .await
+        .unwrap();
+
+    let sent: Vec<_> = moto
+        .recorded_action("TerminateInstances")
+        .iter()
+        .map(|r| r.form())
+        .collect();
+    assert_eq!(sent.len(), 3, "the dry run and two faults: {sent:#?}");
+    assert_eq!(sent[0]["DryRun"], "true");
+    assert_eq!(
+        sent[0].get("SkipOsShutdown").map(String::as_str),
+        Some("true"),
+        "the dry run checks the same request"
+    );
+    assert_eq!(sent[1]["InstanceId.1"], first.targets[0].id);
+    assert_eq!(
+        sent[1].get("SkipOsShutdown").map(String::as_str),
+        Some("true"),
+        "a lost instance: {:?}",
+        sent[1]
+    );
+    assert!(!sent[1].contains_key("DryRun"));
+    assert_eq!(sent[2]["InstanceId.1"], second.targets[0].id);
+    assert_eq!(
+        sent[2].get("SkipOsShutdown"),
+        None,
+        "graceful: EC2's default, the OS shuts down: {:?}",
+        sent[2]
+    );
+    platform.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_run_creates_the_missing_stack_reports_its_instances_and_deletes_it_on_shutdown() {
     let moto = MotoServer::start();
@@ -158,6 +231,14 @@ async fn plan_resolves_the_group_s_members_with_their_zones_and_the_dry_run_pass
         "the plan names the database's ARN: {plan}"
     );
     assert!(!plan.contains("REFUSED"), "{plan}");
+    assert!(
+        plan.contains("EC2 TerminateInstances (SkipOsShutdown=true: lost at once"),
+        "the plan says the instance is lost, not shut down: {plan}"
+    );
+    assert!(
+        !plan.contains("WARNING"),
+        "6 x 4 x 12 connections fit db.t3.medium: {plan}"
+    );
     preview.shutdown().await;
     assert_eq!(
         aws.describe_group(&out["AutoScalingGroupName"])
@@ -167,6 +248,22 @@ async fn plan_resolves_the_group_s_members_with_their_zones_and_the_dry_run_pass
             .len(),
         3
     );
+
+    // The shop's own pool size on the template's class does not fit.
+    let mut big_pools = target.clone();
+    big_pools
+        .parameters
+        .insert("DatabasePoolSize".into(), "16".into());
+    let preview = preview_with(aws.clone(), &big_pools).await.unwrap();
+    let plan = crate::plan::render(&s, &*preview).await;
+    assert!(
+        plan.contains(&format!(
+            "WARNING database {db}: connection budget: 6 instances x 4 services x 16 pooled \
+             connections = 384, but db.t3.medium allows about 307"
+        )),
+        "{plan}"
+    );
+    preview.shutdown().await;
 
     // A stack not created yet: the plan says a run creates it.
     let missing = stack_target(&moto.endpoint, "not-yet");

@@ -11,7 +11,8 @@ use super::{
     Recorded, clients_at, deploy_with, open_with, stack_target,
     stand_in::{
         AUTOSCALING, Answer, CLOUDFORMATION, ELASTICACHE, ELBV2, RDS, Request, StandIn,
-        alarms_cbor, auto_scaling_group, db_instance, no_reservations, target_health,
+        alarms_cbor, auto_scaling_group, db_instance, no_reservations, replication_group,
+        target_health,
     },
     test_credentials, up_with,
 };
@@ -148,36 +149,177 @@ async fn db_failover_on_a_single_az_instance_or_a_read_replica_is_refused_and_no
     }
 }
 
-/// moto does not implement RebootCacheCluster (HTTP 500) and lists no
-/// cache nodes.
-#[tokio::test]
-async fn restart_cache_reboots_every_node_of_the_cluster() {
-    let cluster = "<CacheCluster><CacheClusterId>shop-cache</CacheClusterId>\
-        <ARN>arn:aws:elasticache:us-east-1:123456789012:cluster:shop-cache</ARN>\
-        <Engine>redis</Engine><CacheClusterStatus>available</CacheClusterStatus><CacheNodes>\
-        <CacheNode><CacheNodeId>0001</CacheNodeId></CacheNode>\
-        <CacheNode><CacheNodeId>0002</CacheNodeId></CacheNode></CacheNodes></CacheCluster>";
-    let stand_in = StandIn::start(move |r| match r.operation().as_str() {
-        "DescribeCacheClusters" => Answer::query(
+/// A cache answer for the recording stand-in: `group` (a ReplicationGroup
+/// element) or ReplicationGroupNotFoundFault, the documented error of
+/// DescribeReplicationGroups, when there is none; `cluster` for
+/// DescribeCacheClusters and RebootCacheCluster; TestFailover answers the
+/// group.
+fn cache_answer(r: &Request, group: Option<&str>, cluster: &str) -> Answer {
+    match (r.operation().as_str(), group) {
+        ("DescribeReplicationGroups", Some(g)) => Answer::query(
+            "DescribeReplicationGroups",
+            ELASTICACHE,
+            &format!("<ReplicationGroups>{g}</ReplicationGroups>"),
+        ),
+        ("DescribeReplicationGroups", None) => Answer::query_error(
+            404,
+            "ReplicationGroupNotFoundFault",
+            "ReplicationGroup not found",
+        ),
+        ("TestFailover", Some(g)) => Answer::query("TestFailover", ELASTICACHE, g),
+        ("DescribeCacheClusters", _) => Answer::query(
             "DescribeCacheClusters",
             ELASTICACHE,
             &format!("<CacheClusters>{cluster}</CacheClusters>"),
         ),
-        "RebootCacheCluster" => Answer::query("RebootCacheCluster", ELASTICACHE, cluster),
-        other => group_answers(r).unwrap_or_else(|| Answer::not_found(other)),
-    })
-    .await;
-    let aws = clients_at(&stand_in.url, test_credentials()).await;
-    let target = named(&stand_in.url, |t| t.cache = Some("shop-cache".into()));
-    let mut recorded = Recorded::new();
+        ("RebootCacheCluster", _) => Answer::query("RebootCacheCluster", ELASTICACHE, cluster),
+        (other, _) => group_answers(r).unwrap_or_else(|| Answer::not_found(other)),
+    }
+}
+
+/// A CacheCluster element with nodes 0001 and 0002 (ElastiCache API
+/// reference, CacheCluster).
+fn cache_cluster(id: &str) -> String {
+    format!(
+        "<CacheCluster><CacheClusterId>{id}</CacheClusterId>\
+        <ARN>arn:aws:elasticache:us-east-1:123456789012:cluster:{id}</ARN>\
+        <Engine>redis</Engine><CacheClusterStatus>available</CacheClusterStatus><CacheNodes>\
+        <CacheNode><CacheNodeId>0001</CacheNodeId></CacheNode>\
+        <CacheNode><CacheNodeId>0002</CacheNodeId></CacheNode></CacheNodes></CacheCluster>"
+    )
+}
+
+/// An AwsPlatform on the stand-in for `target`, with its events recorded.
+async fn platform_on(url: &str, target: &AwsTarget) -> (aws::AwsPlatform, Recorded) {
+    let aws = clients_at(url, test_credentials()).await;
+    let recorded = Recorded::new();
     let platform = aws::AwsPlatform::new(
         aws.clone(),
         target.clone(),
-        aws::resources::resolve(&aws, &target).await.unwrap(),
+        aws::resources::resolve(&aws, target).await.unwrap(),
         recorded.log.clone(),
-        std::time::Duration::from_secs(1),
+        Duration::from_secs(1),
     );
+    (platform, recorded)
+}
+
+/// moto does not implement TestFailover (HTTP 500): the recording stand-in
+/// answers it and shows what was sent.
+#[tokio::test]
+async fn restart_cache_fails_the_replication_group_over_with_test_failover_on_node_group_0001() {
+    let group = replication_group(
+        "shop-cache",
+        "enabled",
+        &[
+            ("shop-cache-001", "primary", "us-east-1a"),
+            ("shop-cache-002", "replica", "us-east-1b"),
+        ],
+    );
+    let cluster = cache_cluster("shop-cache-001");
+    let stand_in = StandIn::start(move |r| cache_answer(r, Some(&group), &cluster)).await;
+    let target = named(&stand_in.url, |t| t.cache = Some("shop-cache".into()));
+    let (platform, mut recorded) = platform_on(&stand_in.url, &target).await;
     let restart = fault(FaultKind::RestartCache { reboot: false });
+    assert!(
+        platform.describe(&restart).contains(
+            "TestFailover on node group 0001 of replication group shop-cache (arn:aws:elasticache:"
+        ) && platform.describe(&restart).contains("keeps its data"),
+        "{}",
+        platform.describe(&restart)
+    );
+    let targets = platform.candidates(&restart.kind).await.unwrap();
+    assert_eq!(targets[0].id, "shop-cache");
+    platform.dry_run(&restart, &targets).await.unwrap();
+    assert!(
+        stand_in.of("TestFailover").is_empty(),
+        "the dry run acts on nothing"
+    );
+
+    platform.inject(&restart, &targets).await.unwrap();
+
+    let failovers = stand_in.of("TestFailover");
+    assert_eq!(failovers.len(), 1, "{:?}", stand_in.operations());
+    let form = failovers[0].form();
+    assert_eq!(form["ReplicationGroupId"], "shop-cache");
+    assert_eq!(form["NodeGroupId"], "0001");
+    assert!(
+        stand_in.of("RebootCacheCluster").is_empty(),
+        "no data-losing reboot"
+    );
+    assert_eq!(
+        recorded.kinds(),
+        [EventKind::ServerStopping {
+            server: ServerRole::Cache
+        }]
+    );
+}
+
+#[tokio::test]
+async fn restart_cache_is_refused_without_automatic_failover_or_a_replica_and_nothing_fails_over() {
+    for (group, why) in [
+        (
+            replication_group(
+                "shop-cache",
+                "disabled",
+                &[
+                    ("shop-cache-001", "primary", "us-east-1a"),
+                    ("shop-cache-002", "replica", "us-east-1b"),
+                ],
+            ),
+            "has automatic failover disabled",
+        ),
+        (
+            replication_group(
+                "shop-cache",
+                "enabled",
+                &[("shop-cache-001", "primary", "us-east-1a")],
+            ),
+            "has 1 node(s) in node group 0001",
+        ),
+    ] {
+        let cluster = cache_cluster("shop-cache-001");
+        let stand_in = StandIn::start(move |r| cache_answer(r, Some(&group), &cluster)).await;
+        let target = named(&stand_in.url, |t| t.cache = Some("shop-cache".into()));
+        let (platform, _) = platform_on(&stand_in.url, &target).await;
+        let restart = fault(FaultKind::RestartCache { reboot: false });
+        let targets = platform.candidates(&restart.kind).await.unwrap();
+
+        let planned = platform.dry_run(&restart, &targets).await.unwrap_err();
+        let injected = platform.inject(&restart, &targets).await.unwrap_err();
+
+        for e in [planned.to_string(), injected.to_string()] {
+            assert!(
+                e.starts_with("ElastiCache replication group shop-cache: ") && e.contains(why),
+                "{e}"
+            );
+        }
+        assert!(stand_in.of("TestFailover").is_empty());
+    }
+}
+
+/// moto does not implement RebootCacheCluster (HTTP 500) and lists no
+/// cache nodes. A cluster outside a replication group can only be
+/// rebooted, which loses its contents.
+#[tokio::test]
+async fn restart_cache_reboot_reboots_every_node_of_a_cluster_and_the_plan_says_the_data_is_lost() {
+    let cluster = cache_cluster("shop-cache");
+    let stand_in = StandIn::start(move |r| cache_answer(r, None, &cluster)).await;
+    let target = named(&stand_in.url, |t| t.cache = Some("shop-cache".into()));
+    let (platform, mut recorded) = platform_on(&stand_in.url, &target).await;
+    let failover = fault(FaultKind::RestartCache { reboot: false });
+    let targets = platform.candidates(&failover.kind).await.unwrap();
+    let e = platform.inject(&failover, &targets).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("ElastiCache cluster shop-cache: is not in a replication group"),
+        "{e}"
+    );
+    let restart = fault(FaultKind::RestartCache { reboot: true });
+    assert!(
+        platform.describe(&restart).contains("LOSES ITS CONTENTS"),
+        "{}",
+        platform.describe(&restart)
+    );
     let targets = platform.candidates(&restart.kind).await.unwrap();
 
     platform.inject(&restart, &targets).await.unwrap();
@@ -188,12 +330,60 @@ async fn restart_cache_reboots_every_node_of_the_cluster() {
     assert_eq!(form["CacheClusterId"], "shop-cache");
     assert_eq!(form["CacheNodeIdsToReboot.CacheNodeId.1"], "0001");
     assert_eq!(form["CacheNodeIdsToReboot.CacheNodeId.2"], "0002");
+    assert!(stand_in.of("TestFailover").is_empty());
     assert_eq!(
         recorded.kinds(),
         [EventKind::ServerStopping {
             server: ServerRole::Cache
         }]
     );
+}
+
+/// `reboot: true` on a replication group reboots its primary's cluster,
+/// nothing else.
+#[tokio::test]
+async fn restart_cache_reboot_on_a_replication_group_reboots_the_primary_s_cluster() {
+    let group = replication_group(
+        "shop-cache",
+        "enabled",
+        &[
+            ("shop-cache-002", "replica", "us-east-1a"),
+            ("shop-cache-001", "primary", "us-east-1b"),
+        ],
+    );
+    let cluster = cache_cluster("shop-cache-001");
+    let stand_in = StandIn::start(move |r| cache_answer(r, Some(&group), &cluster)).await;
+    let target = named(&stand_in.url, |t| t.cache = Some("shop-cache".into()));
+    let (platform, _) = platform_on(&stand_in.url, &target).await;
+    let restart = fault(FaultKind::RestartCache { reboot: true });
+    assert!(
+        platform.describe(&restart).contains(
+            "RebootCacheCluster on the primary's cluster of replication group shop-cache"
+        ) && platform
+            .describe(&restart)
+            .contains("LOSES THE CACHE'S CONTENTS"),
+        "{}",
+        platform.describe(&restart)
+    );
+    let targets = platform.candidates(&restart.kind).await.unwrap();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0].id, "shop-cache-001");
+
+    platform.inject(&restart, &targets).await.unwrap();
+
+    let reboots = stand_in.of("RebootCacheCluster");
+    assert_eq!(reboots.len(), 1, "{:?}", stand_in.operations());
+    assert_eq!(reboots[0].form()["CacheClusterId"], "shop-cache-001");
+    let stranger = [crate::platform::Target::new(
+        crate::platform::TargetKind::Cache,
+        "shop-cache-002",
+    )];
+    let e = platform.inject(&restart, &stranger).await.unwrap_err();
+    assert!(
+        e.to_string().contains("shop-cache-002 is not the cache"),
+        "{e}"
+    );
+    assert_eq!(stand_in.of("RebootCacheCluster").len(), 1);
 }
 
 /// What the alarm scenario has reached.
@@ -283,11 +473,12 @@ async fn an_alarm_and_a_scale_out_are_seen_from_the_alarm_to_the_new_instance_se
     platform.shutdown().await;
 
     let kinds = recorded.kinds();
-    assert!(kinds.contains(&EventKind::AlarmState {
-        alarm: high.into(),
-        state: "ALARM".into(),
-        reason: Some("CPUUtilization > 60 for 3 datapoints".into()),
-    }));
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::AlarmState { .. })),
+        "target tracking's alarms are scaling alarms, not health alarms: {kinds:#?}"
+    );
     assert!(kinds.contains(&EventKind::ScalingDecision {
         service: "shop-asg".into(),
         from: 3,

@@ -3,8 +3,8 @@
 //! test says AWS would (awsQuery XML, ec2Query XML, rpc-v2-cbor). The
 //! clients reach it through `endpoint-url`, over the SDK's real HTTP stack.
 //!
-//! It stands in for what moto cannot do or show: RebootCacheCluster (moto
-//! answers 500, not implemented), CloudWatch (the SDK speaks rpc-v2-cbor,
+//! It stands in for what moto cannot do or show: RebootCacheCluster and
+//! TestFailover (moto answers 500, not implemented), CloudWatch (the SDK speaks rpc-v2-cbor,
 //! which moto's server does not route), the ForceFailover flag of
 //! RebootDBInstance (moto accepts it and changes nothing, so only the
 //! request shows it), throttling, and a stack's per-resource failure events
@@ -264,4 +264,44 @@ pub fn alarms_cbor(alarms: &[(&str, &str, &str)]) -> Vec<u8> {
     }
     e.str("CompositeAlarms").array(0).end();
     e.into_writer()
+}
+
+/// An ElastiCache ReplicationGroup element, cluster mode disabled: node
+/// group 0001 with `members` (cluster id, role, zone). The elements are the
+/// ElastiCache API reference's (DescribeReplicationGroups, ReplicationGroup,
+/// NodeGroup, NodeGroupMember) in the awsQuery XML the SDK reads.
+pub fn replication_group(
+    id: &str,
+    automatic_failover: &str,
+    members: &[(&str, &str, &str)],
+) -> String {
+    let nodes: String = members
+        .iter()
+        .map(|(cluster, role, zone)| {
+            format!(
+                "<NodeGroupMember><CacheClusterId>{cluster}</CacheClusterId>\
+                 <CacheNodeId>0001</CacheNodeId><CurrentRole>{role}</CurrentRole>\
+                 <PreferredAvailabilityZone>{zone}</PreferredAvailabilityZone></NodeGroupMember>"
+            )
+        })
+        .collect();
+    let clusters: String = members
+        .iter()
+        .map(|(cluster, _, _)| format!("<ClusterId>{cluster}</ClusterId>"))
+        .collect();
+    format!(
+        "<ReplicationGroup><ReplicationGroupId>{id}</ReplicationGroupId>\
+         <ARN>arn:aws:elasticache:us-east-1:123456789012:replicationgroup:{id}</ARN>\
+         <Status>available</Status><Engine>redis</Engine><ClusterEnabled>false</ClusterEnabled>\
+         <AutomaticFailover>{automatic_failover}</AutomaticFailover><MultiAZ>{}</MultiAZ>\
+         <MemberClusters>{clusters}</MemberClusters><NodeGroups><NodeGroup>\
+         <NodeGroupId>0001</NodeGroupId><Status>available</Status>\
+         <PrimaryEndpoint><Address>{id}.abc123.ng.0001.use1.cache.amazonaws.com</Address><Port>6379</Port></PrimaryEndpoint>\
+         <NodeGroupMembers>{nodes}</NodeGroupMembers></NodeGroup></NodeGroups></ReplicationGroup>",
+        if automatic_failover == "enabled" {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    )
 }

@@ -10,7 +10,7 @@ use crate::{
         Error,
         alarms::AlarmState,
         group::{GroupMember, GroupState, InstanceView},
-        rds::{DbClusterInfo, DbClusterMember, DbInstanceInfo},
+        rds::{DbClusterInfo, DbClusterMember, DbInstanceInfo, FailoverEvent, FailoverPhase},
         watch::{AlarmTracker, Backoff, DatabaseTracker, GroupTracker, MAX_BACKOFF, ServerTracker},
     },
 };
@@ -279,7 +279,70 @@ fn instance(az: &str, status: &str) -> DbInstanceInfo {
         replica_of: None,
         read_replicas: Vec::new(),
         endpoint: Some("shop-db.example:3306".into()),
+        instance_class: Some("db.t3.medium".into()),
+        maintenance_window: None,
     }
+}
+
+/// The messages are RDS's documented ones (Amazon RDS User Guide, "Amazon
+/// RDS event categories and event messages", DB instance events,
+/// category failover); DescribeEvents gives no event id.
+#[test]
+fn rds_failover_events_say_when_a_failover_started_and_completed_and_how_long_it_took() {
+    let started =
+        "A Multi-AZ failover that resulted in the promotion of a standby instance has started.";
+    let complete = "A Multi-AZ failover that resulted in the promotion of a standby instance is \
+                    complete. It may take several minutes for the DNS to transfer to the new \
+                    primary DB instance.";
+    let completed = "A Multi-AZ failover has completed.";
+    assert_eq!(
+        FailoverPhase::of_message(started),
+        Some(FailoverPhase::Started),
+        "RDS-EVENT-0013"
+    );
+    assert_eq!(
+        FailoverPhase::of_message(complete),
+        Some(FailoverPhase::Completed),
+        "RDS-EVENT-0015"
+    );
+    assert_eq!(
+        FailoverPhase::of_message(completed),
+        Some(FailoverPhase::Completed),
+        "RDS-EVENT-0049"
+    );
+    assert_eq!(
+        FailoverPhase::of_message("The instance has recovered from a partial failover."),
+        None
+    );
+    assert_eq!(FailoverPhase::of_message("DB instance restarted"), None);
+
+    let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let event = |phase, secs, message: &str| FailoverEvent {
+        phase,
+        at: t0 + Duration::from_secs(secs),
+        message: message.into(),
+    };
+    let mut t = DatabaseTracker::default();
+    let first = vec![event(FailoverPhase::Started, 0, started)];
+    assert_eq!(
+        t.failover_events("shop-db", &first),
+        [EventKind::DbPrimaryKilled {
+            server: "shop-db".into()
+        }]
+    );
+    let later = vec![
+        event(FailoverPhase::Started, 0, started),
+        event(FailoverPhase::Completed, 37, complete),
+    ];
+    assert_eq!(
+        t.failover_events("shop-db", &later),
+        [EventKind::DbStandbyPromoted {
+            server: "shop-db".into(),
+            after_ms: Some(37_000),
+        }],
+        "each event once; the time by RDS's clock"
+    );
+    assert!(t.failover_events("shop-db", &later).is_empty());
 }
 
 #[test]
@@ -360,36 +423,52 @@ fn a_rebooting_broker_is_stopped_then_started() {
 }
 
 #[test]
-fn alarm_states_are_reported_and_a_scale_out_alarm_firing_is_the_group_s_signal() {
+fn health_alarm_states_are_reported_and_a_scaling_alarm_is_only_the_group_s_signal() {
     let alarm = |name: &str, state: &str| AlarmState {
         name: name.into(),
         state: state.into(),
         reason: None,
         updated_at: None,
     };
-    let mut t = AlarmTracker::new(Some("shop-asg".into()), ["high".to_string()].into());
-    let first = t.observe(&[alarm("high", "OK"), alarm("unhealthy-hosts", "ALARM")]);
-    assert_eq!(first.len(), 2, "the first states: {first:?}");
-    assert!(
-        !first
-            .iter()
-            .any(|k| matches!(k, EventKind::ScalingSignal { .. }))
+    let mut t = AlarmTracker::new(
+        Some("shop-asg".into()),
+        ["high".to_string(), "low".to_string()].into(),
+        ["high".to_string()].into(),
     );
-    let fired = t.observe(&[alarm("high", "ALARM"), alarm("unhealthy-hosts", "ALARM")]);
+    let first = t.observe(&[
+        alarm("high", "OK"),
+        alarm("low", "ALARM"),
+        alarm("unhealthy-hosts", "ALARM"),
+    ]);
+    assert_eq!(
+        first,
+        [EventKind::AlarmState {
+            alarm: "unhealthy-hosts".into(),
+            state: "ALARM".into(),
+            reason: None,
+        }],
+        "only the health alarm's first state; an idle group's AlarmLow is no alarm"
+    );
+    let fired = t.observe(&[
+        alarm("high", "ALARM"),
+        alarm("low", "OK"),
+        alarm("unhealthy-hosts", "OK"),
+    ]);
     assert_eq!(
         fired,
         [
-            EventKind::AlarmState {
-                alarm: "high".into(),
-                state: "ALARM".into(),
-                reason: None,
-            },
             EventKind::ScalingSignal {
                 service: "shop-asg".into(),
                 observed_cpu_percent: None,
                 target_cpu_percent: None,
                 replicas: None,
-            }
-        ]
+            },
+            EventKind::AlarmState {
+                alarm: "unhealthy-hosts".into(),
+                state: "OK".into(),
+                reason: None,
+            },
+        ],
+        "AlarmHigh firing on load is the scaling signal, not an alarm"
     );
 }

@@ -1,6 +1,7 @@
 //! The managed services as the run's events: the database's status and
-//! writer, the cache's and the broker's availability, and the alarms'
-//! states (a scaling alarm firing is the group's scaling signal).
+//! writer, the cache's and the broker's availability, and the health
+//! alarms' states (a scaling alarm is no health alarm: its firing is the
+//! group's scaling signal).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,20 +9,59 @@ use crate::{
     events::{EventKind, ServerRole},
     platform::aws::{
         alarms::AlarmState,
-        rds::{DbClusterInfo, DbInstanceInfo},
+        rds::{DbClusterInfo, DbInstanceInfo, FailoverEvent, FailoverPhase},
     },
 };
 
 /// An RDS instance or Aurora cluster: its status (DbStatus, the first one
 /// included) and where writes go (DbWriterMoved: the Aurora writer, or the
 /// availability zone of a Multi-AZ instance's primary).
+///
+/// RDS's failover events, when it gives them, say when a Multi-AZ
+/// failover started (DbPrimaryKilled) and completed (DbStandbyPromoted,
+/// with the time between the two by RDS's clock); the zone field, which
+/// RDS updates late, still gives DbWriterMoved when it changes.
 #[derive(Debug, Default)]
 pub struct DatabaseTracker {
     status: Option<String>,
     writer: Option<String>,
+    /// The failover events already reported.
+    seen: BTreeSet<(std::time::SystemTime, String)>,
+    /// When the failover in progress started, by RDS's clock.
+    started: Option<std::time::SystemTime>,
 }
 
 impl DatabaseTracker {
+    /// New failover events of instance `database` (those seen before are
+    /// skipped), as the run's events.
+    pub fn failover_events(&mut self, database: &str, events: &[FailoverEvent]) -> Vec<EventKind> {
+        let mut out = Vec::new();
+        for e in events {
+            if !self.seen.insert((e.at, e.message.clone())) {
+                continue;
+            }
+            match e.phase {
+                FailoverPhase::Started => {
+                    self.started = Some(e.at);
+                    out.push(EventKind::DbPrimaryKilled {
+                        server: database.to_string(),
+                    });
+                }
+                FailoverPhase::Completed => {
+                    let after_ms = self
+                        .started
+                        .take()
+                        .and_then(|s| e.at.duration_since(s).ok().map(|d| d.as_millis() as u64));
+                    out.push(EventKind::DbStandbyPromoted {
+                        server: database.to_string(),
+                        after_ms,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     pub fn instance(&mut self, db: &DbInstanceInfo) -> Vec<EventKind> {
         let writer = db
             .availability_zone
@@ -98,20 +138,31 @@ impl ServerTracker {
     }
 }
 
-/// Alarm states: every change (the first state seen included) is an
-/// AlarmState event; a scale-out alarm going to ALARM is also the group's
-/// scaling signal.
+/// Alarm states. A health alarm's every change (the first state seen
+/// included) is an AlarmState event: they are what "how soon the team
+/// would have known" is read from. A scaling policy's alarm is no health
+/// alarm (a target-tracking AlarmHigh fires on load alone, AlarmLow on an
+/// idle group), so it makes no AlarmState; a scale-out alarm going to
+/// ALARM is the group's scaling signal.
 #[derive(Debug)]
 pub struct AlarmTracker {
     group: Option<String>,
+    scaling: BTreeSet<String>,
     scale_out: BTreeSet<String>,
     states: BTreeMap<String, String>,
 }
 
 impl AlarmTracker {
-    pub fn new(group: Option<String>, scale_out: BTreeSet<String>) -> Self {
+    /// `scaling`: every alarm of the group's scaling policies; `scale_out`:
+    /// those that add capacity.
+    pub fn new(
+        group: Option<String>,
+        scaling: BTreeSet<String>,
+        scale_out: BTreeSet<String>,
+    ) -> Self {
         Self {
             group,
+            scaling,
             scale_out,
             states: BTreeMap::new(),
         }
@@ -124,11 +175,14 @@ impl AlarmTracker {
             if before.as_deref() == Some(a.state.as_str()) {
                 continue;
             }
-            out.push(EventKind::AlarmState {
-                alarm: a.name.clone(),
-                state: a.state.clone(),
-                reason: a.reason.clone(),
-            });
+            let scaling = self.scaling.contains(&a.name) || self.scale_out.contains(&a.name);
+            if !scaling {
+                out.push(EventKind::AlarmState {
+                    alarm: a.name.clone(),
+                    state: a.state.clone(),
+                    reason: a.reason.clone(),
+                });
+            }
             if let Some(group) = &self.group
                 && before.is_some()
                 && a.state == "ALARM"

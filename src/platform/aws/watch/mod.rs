@@ -1,7 +1,8 @@
 //! What AWS does during a run, as the run's typed events. AWS has no watch
 //! API for these resources, so each one is polled once a second by a task
 //! of its own: the Auto Scaling group (desired capacity, members, EC2
-//! state, target health), the database (status, writer), the cache and the
+//! state, target health), the database (status, writer, RDS's failover
+//! events), the cache and the
 //! broker (status), and the alarms (state). Each poll goes through a
 //! tracker that remembers what it saw and reports transitions only, so the
 //! instances chart, scale-out time, failover and alarm figures come from the
@@ -45,11 +46,18 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct Watched {
     pub group: Option<String>,
     pub database: Option<AwsDatabase>,
+    /// An ElastiCache cluster outside a replication group.
     pub cache: Option<String>,
+    /// An ElastiCache replication group (its status).
+    pub cache_group: Option<String>,
     pub broker: Option<String>,
-    /// Alarms to follow (the stack's and the group's scaling alarms).
+    /// Alarms to follow (the stack's health alarms and the group's scaling
+    /// alarms).
     pub alarms: Vec<String>,
-    /// Which of them scale the group out.
+    /// Which of them belong to the group's scaling policies (no health
+    /// alarms: shown as scaling signals only).
+    pub scaling_alarms: BTreeSet<String>,
+    /// Which of those scale the group out.
     pub scale_out_alarms: BTreeSet<String>,
 }
 
@@ -89,9 +97,16 @@ enum Source {
     Database {
         database: AwsDatabase,
         tracker: DatabaseTracker,
+        /// Failover events are read from this time on; None once
+        /// DescribeEvents failed (the zone field is all there is then).
+        events_since: Option<std::time::SystemTime>,
     },
     Server {
         role: ServerRole,
+        id: String,
+        tracker: ServerTracker,
+    },
+    CacheGroup {
         id: String,
         tracker: ServerTracker,
     },
@@ -119,6 +134,7 @@ impl Source {
                 ..
             } => format!("ElastiCache cluster {id}"),
             Source::Server { id, .. } => format!("Amazon MQ broker {id}"),
+            Source::CacheGroup { id, .. } => format!("ElastiCache replication group {id}"),
             Source::Alarms { names, .. } => format!("{} CloudWatch alarms", names.len()),
         }
     }
@@ -150,9 +166,26 @@ impl Source {
                 };
                 Ok(tracker.observe(&group, &ec2, health.as_ref()))
             }
-            Source::Database { database, tracker } => match database {
+            Source::Database {
+                database,
+                tracker,
+                events_since,
+            } => match database {
                 AwsDatabase::Instance(id) => {
-                    Ok(tracker.instance(&aws.describe_db_instance(id).await?))
+                    let mut kinds = tracker.instance(&aws.describe_db_instance(id).await?);
+                    if let Some(since) = *events_since {
+                        match aws.failover_events(id, since).await {
+                            Ok(events) => kinds.extend(tracker.failover_events(id, &events)),
+                            Err(e) => {
+                                tracing::warn!(
+                                    "RDS events of {id} are not read ({e}); a failover's end is \
+                                     seen from the instance's zone only"
+                                );
+                                *events_since = None;
+                            }
+                        }
+                    }
+                    Ok(kinds)
                 }
                 AwsDatabase::Cluster(id) => {
                     Ok(tracker.cluster(&aws.describe_db_cluster(id).await?))
@@ -164,6 +197,9 @@ impl Source {
                     ServerRole::Broker => aws.describe_broker(id).await?.state,
                 };
                 Ok(tracker.observe(&status))
+            }
+            Source::CacheGroup { id, tracker } => {
+                Ok(tracker.observe(&aws.describe_replication_group(id).await?.status))
             }
             Source::Alarms { names, tracker } => {
                 Ok(tracker.observe(&aws.alarm_states(names).await?))
@@ -179,13 +215,8 @@ pub struct Watchers {
     polled: signal::Receiver<usize>,
 }
 
-/// Starts one polling task per watched resource, every `every`.
-pub fn spawn(
-    aws: &AwsClients,
-    watched: &Watched,
-    events: Arc<EventLog>,
-    every: Duration,
-) -> Watchers {
+/// One source per watched resource.
+fn sources(watched: &Watched) -> Vec<Source> {
     let mut sources = Vec::new();
     if let Some(name) = &watched.group {
         sources.push(Source::Group {
@@ -197,6 +228,8 @@ pub fn spawn(
         sources.push(Source::Database {
             database: database.clone(),
             tracker: DatabaseTracker::default(),
+            // A failover injected right after the start is included.
+            events_since: Some(std::time::SystemTime::now() - Duration::from_secs(60)),
         });
     }
     for (role, id) in [
@@ -211,12 +244,33 @@ pub fn spawn(
             });
         }
     }
+    if let Some(id) = &watched.cache_group {
+        sources.push(Source::CacheGroup {
+            id: id.clone(),
+            tracker: ServerTracker::new(ServerRole::Cache),
+        });
+    }
     if !watched.alarms.is_empty() {
         sources.push(Source::Alarms {
             names: watched.alarms.clone(),
-            tracker: AlarmTracker::new(watched.group.clone(), watched.scale_out_alarms.clone()),
+            tracker: AlarmTracker::new(
+                watched.group.clone(),
+                watched.scaling_alarms.clone(),
+                watched.scale_out_alarms.clone(),
+            ),
         });
     }
+    sources
+}
+
+/// Starts one polling task per watched resource, every `every`.
+pub fn spawn(
+    aws: &AwsClients,
+    watched: &Watched,
+    events: Arc<EventLog>,
+    every: Duration,
+) -> Watchers {
+    let sources = sources(watched);
     let stop = CancellationToken::new();
     let (polled_tx, polled) = signal::channel(0usize);
     let polled_tx = Arc::new(polled_tx);
