@@ -159,6 +159,18 @@ impl Undo {
     }
 }
 
+/// Runs every undo of an `Undo::Each` on `platform`, all of them even when
+/// one fails, and gives the first failure.
+pub async fn undo_each<P: Platform + ?Sized>(platform: &P, all: &[Undo]) -> Result<()> {
+    let mut first_error = None;
+    for undo in all {
+        if let Err(e) = platform.undo(undo).await {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceState {

@@ -338,15 +338,7 @@ impl Platform for KubernetesPlatform {
                 self.cluster.scale(&target.id, replicas).await?;
                 Ok(())
             }
-            Undo::Each(all) => {
-                let mut first_error = None;
-                for undo in all {
-                    if let Err(e) = self.undo(undo).await {
-                        first_error.get_or_insert(e);
-                    }
-                }
-                first_error.map_or(Ok(()), Err)
-            }
+            Undo::Each(all) => platform::undo_each(self, all).await,
             Undo::Start(_) => Err(self.refuse(
                 &format!("undo ({})", undo.describe()),
                 "the kubernetes platform never registers such an undo",

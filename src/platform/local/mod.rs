@@ -449,15 +449,7 @@ impl Platform for LocalPlatform {
                 Some(role) => Ok(self.start_server(role).await?),
                 None => Err(unsupported_undo(undo)),
             },
-            Undo::Each(all) => {
-                let mut first_error = None;
-                for undo in all {
-                    if let Err(e) = self.undo(undo).await {
-                        first_error.get_or_insert(e);
-                    }
-                }
-                first_error.map_or(Ok(()), Err)
-            }
+            Undo::Each(all) => platform::undo_each(self, all).await,
             other => Err(unsupported_undo(other)),
         }
     }

@@ -294,13 +294,7 @@ fn an_hpa_not_synced_yet_is_no_decision_when_its_status_arrives() {
     let mut fresh = fixtures::hpa("web", 2, 2, None);
     fresh.as_object_mut().unwrap().remove("status");
     let mut view = View::default();
-    let mut on = |h: Value| {
-        feed(
-            &mut view,
-            Observed::Hpa,
-            vec![watcher::Event::Apply(typed::<HorizontalPodAutoscaler>(h))],
-        )
-    };
+    let mut on = |h: Value| hpa_seen(&mut view, h);
 
     let created = on(fresh);
     let synced = on(fixtures::hpa("web", 2, 2, Some(10)));
@@ -315,13 +309,7 @@ fn a_fresh_hpa_recorded_from_a_real_cluster_is_no_scale_in_to_zero() {
     assert_eq!(fresh["status"]["desiredReplicas"], 0, "as recorded");
     assert_eq!(fresh["status"]["currentReplicas"], 2, "as recorded");
     let mut view = View::default();
-    let mut on = |h: Value| {
-        feed(
-            &mut view,
-            Observed::Hpa,
-            vec![watcher::Event::Apply(typed::<HorizontalPodAutoscaler>(h))],
-        )
-    };
+    let mut on = |h: Value| hpa_seen(&mut view, h);
 
     let created = on(fresh);
     let synced = on(fixtures::hpa("cart", 2, 2, Some(10)));
@@ -339,4 +327,13 @@ fn a_fresh_hpa_recorded_from_a_real_cluster_is_no_scale_in_to_zero() {
             .any(|e| matches!(e, EventKind::ScalingDecision { .. })),
         "a real decision still is one: {scaled:?}"
     );
+}
+
+/// What the watcher makes of an HPA as the API server serves it.
+fn hpa_seen(view: &mut View, hpa: Value) -> Vec<EventKind> {
+    feed(
+        view,
+        Observed::Hpa,
+        vec![watcher::Event::Apply(typed::<HorizontalPodAutoscaler>(hpa))],
+    )
 }
