@@ -81,12 +81,15 @@ fn watch_signals(stop: CancellationToken) -> CancellationToken {
 }
 
 /// The verdict's first line: the verdict, its exit code, and why when it
-/// is inconclusive.
+/// is inconclusive; what makes its figures untrustworthy when it is not.
 fn verdict_line(s: &Summary) -> String {
     let mut line = format!("Verdict: {} (exit code {})", s.verdict.word(), s.exit_code);
     if s.verdict == Verdict::Inconclusive {
         line.push_str(" because ");
         line.push_str(&s.inconclusive.join("; "));
+    } else if !s.caveats.is_empty() {
+        line.push_str(", but ");
+        line.push_str(&s.caveats.join("; "));
     }
     line
 }
@@ -95,16 +98,12 @@ fn print_outcome(s: &Summary, run_dir: &Path) {
     println!();
     println!("{}", verdict_line(s));
     for slo in &s.slos {
-        let result = match slo.pass {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "not measured",
-        };
         println!(
-            "  {:<24} goal {:<12} observed {:<14} {result}",
+            "  {:<24} goal {:<12} observed {:<14} {}",
             slo.name,
             slo.target,
-            slo.observed.as_deref().unwrap_or("-")
+            slo.observed.as_deref().unwrap_or("-"),
+            slo.result_word()
         );
     }
     let n = |v: Option<u64>| v.map_or("not measured".to_string(), |v| v.to_string());

@@ -9,7 +9,8 @@
 //!   capacity serving;
 //! - capacity over time (`capacity`): replicas and instances serving;
 //! - failover downtime: the prober's first failed write to its next good
-//!   one; uptime (`prober`);
+//!   one, or the span of the shoppers' failed writes if longer; uptime
+//!   (`prober`);
 //! - the order audit (`audit`).
 
 pub mod audit;
@@ -142,9 +143,17 @@ impl Default for RecoveryRule {
     }
 }
 
-/// The longest write outage the prober saw after any database failover
-/// (None without a failover, or without probes).
-pub fn failover_downtime(events: &[Event], probes: &[crate::record::Probe]) -> Option<f64> {
+/// The longest write outage after any database failover (None without a
+/// failover, without probes, or when writes never succeeded again): the
+/// longer of the prober's (its first failed write to its next good one)
+/// and the shoppers' (`shopper_write_outage`), so a failover that failed
+/// shoppers' checkouts between two prober writes is not read as 0.
+pub fn failover_downtime(
+    events: &[Event],
+    probes: &[crate::record::Probe],
+    seconds: &[crate::record::timeline::SecondRow],
+    settle_s: u64,
+) -> Option<f64> {
     let failovers: Vec<u64> = events
         .iter()
         .filter(
@@ -160,7 +169,140 @@ pub fn failover_downtime(events: &[Event], probes: &[crate::record::Probe]) -> O
         .enumerate()
         .map(|(i, from)| {
             let until = failovers.get(i + 1).copied().unwrap_or(u64::MAX);
-            prober::write_downtime(probes, *from, until)
+            let shoppers = shopper_write_outage(seconds, *from, until, settle_s);
+            prober::write_downtime(probes, *from, until).map(|d| d.max(shoppers))
         })
         .try_fold(0.0f64, |m, d| d.map(|d| m.max(d)))
+}
+
+/// The shoppers' writes: a cart line added, a checkout.
+fn write_steps() -> [&'static str; 2] {
+    [
+        crate::load::Step::AddToCart.name(),
+        crate::load::Step::Checkout.name(),
+    ]
+}
+
+/// The span of the shoppers' failed writes after `from_ms` (before
+/// `until_ms`), in seconds: from the failover (or the first second with a
+/// failed write, if later) to the end of the last second with one before
+/// `settle_s` seconds of writes in a row that all succeeded. The timeline
+/// counts whole seconds, so this covers the outage: it may read up to a
+/// second more at each end, never less. 0 when no write failed.
+pub fn shopper_write_outage(
+    seconds: &[crate::record::timeline::SecondRow],
+    from_ms: u64,
+    until_ms: u64,
+    settle_s: u64,
+) -> f64 {
+    let steps = write_steps();
+    let (mut first, mut last, mut good) = (None, 0u64, 0u64);
+    for row in seconds
+        .iter()
+        .filter(|r| r.t >= from_ms / 1000 && r.t.saturating_mul(1000) < until_ms)
+    {
+        let (writes, failed) = steps
+            .iter()
+            .filter_map(|s| row.steps.get(*s))
+            .fold((0, 0), |(w, f), s| (w + s.requests, f + s.failed));
+        if failed > 0 {
+            first.get_or_insert(row.t);
+            last = row.t;
+            good = 0;
+        } else if writes > 0 && first.is_some() {
+            good += 1;
+            if good >= settle_s {
+                break;
+            }
+        }
+    }
+    first.map_or(0.0, |first| {
+        let start = (first * 1000).max(from_ms);
+        ((last + 1) * 1000).saturating_sub(start) as f64 / 1000.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::record::{Probe, ProbePath, timeline::SecondRow, timeline::StepRow};
+
+    /// A second with `checkouts` checkouts, `failed` of them failed, and as
+    /// many product reads that all failed (reads are not writes).
+    fn second(t: u64, checkouts: u64, failed: u64) -> SecondRow {
+        let row = |requests, failed| StepRow {
+            requests,
+            failed,
+            errors: BTreeMap::new(),
+        };
+        SecondRow {
+            t,
+            users: None,
+            steps: [
+                ("checkout".to_string(), row(checkouts, failed)),
+                ("product".to_string(), row(checkouts, checkouts)),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn the_shoppers_write_outage_spans_their_failed_writes_until_writes_settle() {
+        // Failover at 10.4 s; checkouts fail in seconds 10 and 12, second
+        // 11 has none, then 5 good seconds; a failure at 30 is not its.
+        let mut seconds: Vec<SecondRow> = (8..40).map(|t| second(t, 4, 0)).collect();
+        for (t, failed) in [(8, 1), (10, 2), (12, 4), (30, 1)] {
+            seconds[t - 8] = second(t as u64, 4, failed);
+        }
+        seconds[11 - 8] = second(11, 0, 0);
+        assert_eq!(shopper_write_outage(&seconds, 10_400, u64::MAX, 5), 2.6);
+        // Only second 8 failed, before the failover: no outage after it.
+        assert_eq!(
+            shopper_write_outage(&seconds[..2], 10_400, u64::MAX, 5),
+            0.0
+        );
+        // A later failover bounds the earlier one's outage.
+        assert_eq!(shopper_write_outage(&seconds, 10_400, 12_000, 5), 0.6);
+    }
+
+    #[test]
+    fn failover_downtime_is_the_longer_of_the_probers_and_the_shoppers() {
+        let events = vec![Event {
+            t_ms: 10_400,
+            kind: EventKind::FaultInjected {
+                id: "f1".into(),
+                name: "fail the database over".into(),
+                kind: "db-failover".into(),
+                targets: vec!["mariadb".into()],
+                duration_ms: None,
+            },
+        }];
+        let probe = |t_ms, ok| Probe {
+            t_ms,
+            path: ProbePath::Write,
+            ok,
+            ms: 1.0,
+            error: None,
+        };
+        // The prober's writes never failed; the shoppers' checkouts did.
+        let probes: Vec<Probe> = (0..100).map(|i| probe(i * 200, true)).collect();
+        let seconds = vec![second(10, 4, 3), second(11, 4, 0)];
+        assert_eq!(failover_downtime(&events, &probes, &seconds, 1), Some(0.6));
+        let quiet = vec![second(10, 4, 0)];
+        assert_eq!(failover_downtime(&events, &probes, &quiet, 1), Some(0.0));
+        // The prober's outage when it is the longer one.
+        let mut probes = probes;
+        probes[53].ok = false; // 10.6 s
+        probes[54].ok = false;
+        assert_eq!(failover_downtime(&events, &probes, &seconds, 1), Some(0.6));
+        probes[55].ok = false;
+        probes[56].ok = false;
+        assert_eq!(
+            failover_downtime(&events, &probes, &seconds, 1).map(|d| (d * 1000.0).round()),
+            Some(800.0)
+        );
+        assert_eq!(failover_downtime(&[], &probes, &seconds, 1), None);
+    }
 }

@@ -133,6 +133,19 @@ pub fn uptime(probes: &[Probe]) -> Option<f64> {
         .then(|| probes.iter().filter(|p| p.ok).count() as f64 / probes.len() as f64)
 }
 
+/// How far apart the prober's writes are (the median gap, in seconds):
+/// the finest write outage it can see. None with fewer than two writes.
+pub fn write_spacing(probes: &[Probe]) -> Option<f64> {
+    let writes: Vec<u64> = probes
+        .iter()
+        .filter(|p| p.path == ProbePath::Write)
+        .map(|p| p.t_ms)
+        .collect();
+    let mut gaps: Vec<u64> = writes.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).map(|g| *g as f64 / 1000.0)
+}
+
 /// Write downtime after `from_ms`: first failed write to the first
 /// successful write after it, in seconds; 0 when no write failed before
 /// `until_ms`; None when writes failed and none succeeded again.
@@ -184,5 +197,22 @@ mod tests {
         assert_eq!(write_downtime(&probes[..2], 1000, 10_000), Some(0.0));
         assert_eq!(uptime(&probes), Some(0.4));
         assert_eq!(uptime(&[]), None);
+    }
+
+    #[test]
+    fn the_prober_sees_write_outages_no_finer_than_its_writes_are_apart() {
+        let read = Probe {
+            path: ProbePath::Read,
+            ..w(1100, true)
+        };
+        let probes = vec![
+            w(1000, true),
+            read,
+            w(1200, true),
+            w(1400, false),
+            w(1650, true),
+        ];
+        assert_eq!(write_spacing(&probes), Some(0.2));
+        assert_eq!(write_spacing(&probes[..2]), None);
     }
 }

@@ -31,6 +31,10 @@ fn verdict_case(summary: &Summary) -> TestCase {
                 ),
                 _ => "failed: at least one target was missed".into(),
             };
+            let message = match (v, summary.caveats.is_empty()) {
+                (Verdict::Inconclusive, _) | (_, true) => message,
+                _ => format!("{message}; {}", summary.caveats.join("; ")),
+            };
             st.set_message(message)
                 .set_type(v.word().to_ascii_lowercase());
             st
@@ -53,8 +57,16 @@ pub fn render(summary: &Summary) -> String {
             Some(true) => TestCaseStatus::success(),
             Some(false) => {
                 let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                st.set_message(format!("target {}, observed {observed}", s.target))
-                    .set_type("slo-breached");
+                let untrusted = if s.untrustworthy {
+                    " (not trustworthy: the load generator was saturated)"
+                } else {
+                    ""
+                };
+                st.set_message(format!(
+                    "target {}, observed {observed}{untrusted}",
+                    s.target
+                ))
+                .set_type("slo-breached");
                 st
             }
             None => {

@@ -63,6 +63,11 @@ pub struct Summary {
     /// Why the verdict is inconclusive (empty otherwise).
     #[serde(default)]
     pub inconclusive: Vec<String>,
+    /// What makes figures untrustworthy whatever the verdict (a saturated
+    /// load generator): stated beside a fail or an abort as well, where
+    /// `inconclusive` is empty.
+    #[serde(default)]
+    pub caveats: Vec<String>,
     pub started_at: String,
     pub duration_s: f64,
     /// The second of the run's clock at which the shoppers started (fault
@@ -235,8 +240,15 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, mut info: RunInfo) ->
             .collect(),
         worst_recovery_s: worst_recovery(&faults, run_end_s),
         worst_scale_out_s: worst_scale_out(&scale_outs),
-        failover_downtime_s: crate::observe::failover_downtime(&timeline.events, &timeline.probes),
+        failover_downtime_s: crate::observe::failover_downtime(
+            &timeline.events,
+            &timeline.probes,
+            &timeline.seconds,
+            rule.settle_s,
+        ),
+        failover_resolution_s: crate::observe::prober::write_spacing(&timeline.probes),
         lost_orders: orders.lost,
+        latency_untrustworthy: info.load_generator.saturated == Some(true),
     };
     let slos = slo::evaluate(&scenario.slo, &figures);
     let evidence = Evidence {
@@ -244,11 +256,13 @@ pub fn summarize(scenario: &Scenario, timeline: &Timeline, mut info: RunInfo) ->
         gaps: gaps(&info, &orders, timeline, window.end),
     };
     let (verdict, inconclusive) = slo::verdict(&slos, &evidence);
+    let caveats = saturation(&info.load_generator).into_iter().collect();
     Summary {
         scenario: scenario.name.clone(),
         verdict,
         exit_code: verdict.exit_code(),
         inconclusive,
+        caveats,
         started_at: info.started_at,
         duration_s: info.duration_s,
         load_started_s: info.load_started_s,
@@ -448,17 +462,24 @@ fn gaps(info: &RunInfo, orders: &Orders, timeline: &Timeline, window_end: u64) -
         });
     }
     let lg = &info.load_generator;
-    match lg.saturated {
-        Some(true) => gaps.push(format!(
+    gaps.extend(saturation(lg));
+    if lg.saturated.is_none() && info.finished {
+        gaps.push("the load generator's health was not measured".into());
+    }
+    gaps
+}
+
+/// A saturated load generator, in words (None when it was not, or was not
+/// measured).
+fn saturation(lg: &LoadGenerator) -> Option<String> {
+    (lg.saturated == Some(true)).then(|| {
+        format!(
             "the load generator was saturated (timer lag p99 {}, peak CPU {}): its figures are not trustworthy",
             lg.lag_ms_p99.map_or("not measured".into(), slo::millis),
             lg.cpu_percent_max
                 .map_or("not measured".into(), |c| format!("{c:.0}% of one core"))
-        )),
-        None if info.finished => gaps.push("the load generator's health was not measured".into()),
-        _ => {}
-    }
-    gaps
+        )
+    })
 }
 
 /// The largest figure, or None when any is unmeasured (or there are none).

@@ -24,7 +24,13 @@ pub struct Figures {
     /// The slowest scale-out; infinite when one never served.
     pub worst_scale_out_s: Option<f64>,
     pub failover_downtime_s: Option<f64>,
+    /// How finely the failover downtime was measured: a downtime of 0 reads
+    /// "< this", never "0.0ms".
+    pub failover_resolution_s: Option<f64>,
     pub lost_orders: Option<u64>,
+    /// The load generator was saturated: its latency figures are not
+    /// trustworthy, and the latency results say so.
+    pub latency_untrustworthy: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,6 +39,27 @@ pub struct SloResult {
     pub target: String,
     pub observed: Option<String>,
     pub pass: Option<bool>,
+    /// The figure is not trustworthy (a latency measured by a saturated
+    /// load generator), whatever the result.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untrustworthy: bool,
+}
+
+impl SloResult {
+    /// met, MISSED or not measured, with "(not trustworthy)" after it when
+    /// the figure is not.
+    pub fn result_word(&self) -> String {
+        let word = match self.pass {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        if self.untrustworthy {
+            format!("{word} (not trustworthy)")
+        } else {
+            word.to_string()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -93,6 +120,7 @@ fn at_least(name: &str, target: f64, observed: Option<f64>) -> SloResult {
         target: format!(">= {}", percent(target)),
         observed: observed.map(percent),
         pass: observed.map(|o| o >= target),
+        untrustworthy: false,
     }
 }
 
@@ -108,6 +136,7 @@ fn at_most_ms(name: String, target: Duration, observed: Option<f64>) -> SloResul
             }
         }),
         pass: observed.map(|o| o <= target_ms),
+        untrustworthy: false,
         name,
     }
 }
@@ -127,10 +156,15 @@ pub fn evaluate(slo: &Slo, f: &Figures) -> Vec<SloResult> {
             target: format!("<= {}", percent(t)),
             observed: f.error_rate.map(percent),
             pass: f.error_rate.map(|o| o <= t),
+            untrustworthy: false,
         });
     }
+    let latency = |name: String, t: Duration, observed: Option<f64>| SloResult {
+        untrustworthy: f.latency_untrustworthy,
+        ..at_most_ms(name, t, observed)
+    };
     for (p, t) in &slo.latency {
-        out.push(at_most_ms(
+        out.push(latency(
             format!("latency {}", p.key()),
             *t,
             f.latency_ms.get(p).copied(),
@@ -139,7 +173,7 @@ pub fn evaluate(slo: &Slo, f: &Figures) -> Vec<SloResult> {
     for (step, targets) in &slo.step_latency {
         for (p, t) in targets {
             let observed = f.step_latency_ms.get(step).and_then(|m| m.get(p)).copied();
-            out.push(at_most_ms(
+            out.push(latency(
                 format!("latency {} of {step}", p.key()),
                 *t,
                 observed,
@@ -159,12 +193,21 @@ pub fn evaluate(slo: &Slo, f: &Figures) -> Vec<SloResult> {
             out.push(at_most_ms(name.to_string(), t, observed.map(|s| s * 1e3)));
         }
     }
+    // A failover no check saw is shorter than the checks' spacing, not 0.
+    if let (Some(r), Some(0.0), Some(res)) = (
+        out.iter_mut().find(|r| r.name == "failover-downtime"),
+        f.failover_downtime_s,
+        f.failover_resolution_s,
+    ) {
+        r.observed = Some(format!("< {}", millis(res * 1e3)));
+    }
     if let Some(t) = slo.lost_orders {
         out.push(SloResult {
             name: "lost-orders".into(),
             target: format!("<= {t}"),
             observed: f.lost_orders.map(|n| n.to_string()),
             pass: f.lost_orders.map(|n| n <= t),
+            untrustworthy: false,
         });
     }
     out
@@ -244,7 +287,8 @@ mod tests {
                 name: "availability".into(),
                 target: ">= 99.9%".into(),
                 observed: Some("99.976%".into()),
-                pass: Some(true)
+                pass: Some(true),
+                untrustworthy: false,
             }
         );
         assert_eq!(r[1].name, "latency p95");
@@ -271,6 +315,7 @@ mod tests {
             target: ">= 99%".into(),
             observed: Some("100%".into()),
             pass: Some(true),
+            untrustworthy: false,
         }
     }
 
@@ -282,6 +327,7 @@ mod tests {
             target: "<= 30.0s".into(),
             observed: None,
             pass: None,
+            untrustworthy: false,
         });
         let (v, why) = verdict(&r, &Evidence::default());
         assert_eq!((v, v.exit_code()), (Verdict::Inconclusive, 5));
@@ -332,5 +378,62 @@ mod tests {
             (r[0].observed.as_deref(), r[0].pass),
             (Some("never"), Some(false))
         );
+    }
+
+    #[test]
+    fn a_saturated_generator_marks_every_latency_result_and_nothing_else() {
+        let slo = Slo {
+            step_latency: [(
+                "checkout".to_string(),
+                [(Percentile::P99, Duration::from_millis(800))].into(),
+            )]
+            .into(),
+            ..slo()
+        };
+        let figures = Figures {
+            availability: Some(0.9999),
+            latency_ms: [(Percentile::P95, 61.0)].into(),
+            step_latency_ms: [("checkout".to_string(), [(Percentile::P99, 90.0)].into())].into(),
+            lost_orders: Some(0),
+            latency_untrustworthy: true,
+            ..Figures::default()
+        };
+        let marked: Vec<(String, bool)> = evaluate(&slo, &figures)
+            .into_iter()
+            .map(|r| (r.name, r.untrustworthy))
+            .collect();
+        assert_eq!(
+            marked,
+            [
+                ("availability".to_string(), false),
+                ("latency p95".into(), true),
+                ("latency p99 of checkout".into(), true),
+                ("recovery".into(), false),
+                ("lost-orders".into(), false),
+            ]
+        );
+        let r = &evaluate(&slo, &figures)[1];
+        assert_eq!(r.result_word(), "met (not trustworthy)");
+    }
+
+    #[test]
+    fn a_failover_no_check_saw_reads_shorter_than_the_checks_spacing_not_zero() {
+        let slo = Slo {
+            failover_downtime: Some(Duration::from_secs(120)),
+            ..Slo::default()
+        };
+        let mut figures = Figures {
+            failover_downtime_s: Some(0.0),
+            failover_resolution_s: Some(0.2),
+            ..Figures::default()
+        };
+        let r = &evaluate(&slo, &figures)[0];
+        assert_eq!(
+            (r.observed.as_deref(), r.pass),
+            (Some("< 200.0ms"), Some(true))
+        );
+        figures.failover_downtime_s = Some(6.5);
+        let r = &evaluate(&slo, &figures)[0];
+        assert_eq!(r.observed.as_deref(), Some("6.50s"));
     }
 }

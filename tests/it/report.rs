@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, path::Path, time::SystemTime};
 
 use gameday::{
     record::{Second, StepSecond, TimelineWriter, read_timeline},
-    report::{LoadGenerator, Orders, RunInfo, junit, summarize, summary::LoadEnd},
+    report::{LoadGenerator, Orders, RunInfo, html, junit, summarize, summary::LoadEnd},
     scenario::Scenario,
     slo::Verdict,
 };
@@ -240,6 +240,54 @@ fn an_impossible_slo_fails_the_run_with_exit_code_3_and_junit_shows_target_and_o
     );
 }
 
+#[test]
+fn a_failed_run_on_a_saturated_generator_says_so_beside_its_verdict_and_marks_its_latencies() {
+    let dir = tempfile::tempdir().unwrap();
+    recorded_run(dir.path());
+    let impossible = SCENARIO.replace("p95: 100ms", "p95: 1ms");
+    let scenario = Scenario::parse(Path::new("impossible.yaml"), &impossible).unwrap();
+    let timeline = read_timeline(dir.path()).unwrap();
+    let mut info = finished_run();
+    info.load_generator.saturated = Some(true);
+    info.load_generator.lag_ms_p99 = Some(61.6);
+    let s = summarize(&scenario, &timeline, info);
+    // The breach decides the verdict; the saturation is stated beside it.
+    assert_eq!((s.verdict, s.inconclusive.len()), (Verdict::Fail, 0));
+    assert_eq!(s.caveats.len(), 1, "{:?}", s.caveats);
+    assert!(s.caveats[0].contains("saturated (timer lag p99 61.6ms"));
+    let marked: Vec<(&str, bool)> = s
+        .slos
+        .iter()
+        .map(|r| (r.name.as_str(), r.untrustworthy))
+        .collect();
+    assert!(marked.contains(&("latency p95", true)), "{marked:?}");
+    assert!(marked.contains(&("availability", false)), "{marked:?}");
+    let xml = junit::render(&s);
+    assert!(
+        xml.contains("failed: at least one target was missed; the load generator was saturated"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("(not trustworthy: the load generator was saturated)"),
+        "{xml}"
+    );
+    let html = html::render(&html::Input {
+        summary: &s,
+        scenario: &scenario,
+        plan: "",
+        timeline: &timeline,
+    });
+    let header = &html[..html.find("<main>").unwrap()];
+    assert!(header.contains("FAILED"), "{header}");
+    assert!(
+        header.contains("the load generator was saturated"),
+        "{header}"
+    );
+    // The same figures unsaturated: no caveat, no mark.
+    let s = summarize(&scenario, &timeline, finished_run());
+    assert!(s.caveats.is_empty() && s.slos.iter().all(|r| !r.untrustworthy));
+}
+
 /// The report's structure, without the bulk of its SVG: headings, tables and
 /// their header rows, each figure's id and caption, and the words drawn in
 /// each chart (titles, axis names, legends, fault and scale-out labels; tick
@@ -288,7 +336,7 @@ fn outline(html: &str) -> String {
 
 #[test]
 fn the_html_report_has_the_verdict_first_then_charts_on_one_time_axis_with_faults_marked() {
-    use gameday::{events::Event, report::html};
+    use gameday::events::Event;
     let dir = tempfile::tempdir().unwrap();
     recorded_run(dir.path());
     let scenario = Scenario::parse(Path::new("synthetic.yaml"), SCENARIO).unwrap();

@@ -46,7 +46,8 @@ const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2
     figure{margin:0 0 16px}figure svg{max-width:100%;height:auto}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(500px,1fr));gap:8px}";
 
 /// The coloured header: the verdict in words, and for an inconclusive run
-/// every reason, the first one on the headline itself.
+/// every reason, the first one on the headline itself; for any other
+/// verdict, what makes its figures untrustworthy.
 fn header(h: &mut String, s: &Summary) {
     let (class, headline) = match s.verdict {
         Verdict::Pass => (
@@ -77,6 +78,14 @@ fn header(h: &mut String, s: &Summary) {
         let _ = write!(h, "<ul id=\"inconclusive\">");
         for reason in &s.inconclusive[1..] {
             let _ = write!(h, "<li>{}</li>", esc(reason));
+        }
+        let _ = write!(h, "</ul>");
+    }
+    // A fail or an abort on untrustworthy figures says so too.
+    if s.verdict != Verdict::Inconclusive && !s.caveats.is_empty() {
+        let _ = write!(h, "<ul id=\"caveats\">");
+        for caveat in &s.caveats {
+            let _ = write!(h, "<li>{}</li>", esc(caveat));
         }
         let _ = write!(h, "</ul>");
     }

@@ -26,9 +26,14 @@ pub(super) fn targets(h: &mut String, s: &Summary) {
             Some(false) => ("bad", "missed"),
             None => ("na", "not measured"),
         };
+        let untrusted = if slo.untrustworthy {
+            " <span class=\"na\">(not trustworthy: the load generator was saturated)</span>"
+        } else {
+            ""
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{c}\">{word}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{c}\">{word}{untrusted}</td></tr>",
             esc(&slo.name),
             esc(&slo.target),
             esc(slo.observed.as_deref().unwrap_or("not measured"))
