@@ -373,15 +373,22 @@ pub async fn checkout(user: &mut GooseUser, ctx: &LoadContext) -> TransactionRes
             s.cart_lines = 0;
             return Ok(());
         }
-        let retryable = out.failure.as_deref().is_some_and(|f| {
-            f.starts_with("status 5") || !f.starts_with("status") && !f.starts_with("check")
-        });
+        let retryable = out.failure.as_deref().is_some_and(is_unavailable);
         if !retryable || attempt == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
+}
+
+/// A failure that says the shop was unavailable (a 5xx, a timeout, a lost
+/// connection), not that it answered otherwise (a 4xx, a 202 for an order
+/// still pending, a body that failed its check): worth a retry, and part
+/// of an outage.
+pub fn is_unavailable(failure: &str) -> bool {
+    failure.starts_with("status 5")
+        || !failure.starts_with("status") && !failure.starts_with("check")
 }
 
 /// Polls the order until it is PAID or DISPATCHED (a few times at most).

@@ -161,6 +161,7 @@ pub fn users_at(load: &Load, t: f64) -> u32 {
 }
 
 pub use crate::shop::CLIENT_IDLE;
+pub use journeys::is_unavailable;
 
 /// The HTTP client all shoppers share: one connection pool, so a request
 /// reuses a warm keep-alive connection through the shoppers' think time

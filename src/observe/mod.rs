@@ -183,7 +183,18 @@ fn write_steps() -> [&'static str; 2] {
     ]
 }
 
-/// The span of the shoppers' failed writes after `from_ms` (before
+/// A step's failures that say the shop was unavailable (5xx, timeouts,
+/// lost connections; not a 202 for a pending order or a 4xx).
+fn unavailable(step: &crate::record::timeline::StepRow) -> u64 {
+    step.errors
+        .iter()
+        .filter(|(kind, _)| crate::load::is_unavailable(kind))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The span of the shoppers' failed writes (the shop unavailable, not a
+/// refusal or a pending order) after `from_ms` (before
 /// `until_ms`), in seconds: from the failover (or the first second with a
 /// failed write, if later) to the end of the last second with one before
 /// `settle_s` seconds of writes in a row that all succeeded. The timeline
@@ -204,7 +215,7 @@ pub fn shopper_write_outage(
         let (writes, failed) = steps
             .iter()
             .filter_map(|s| row.steps.get(*s))
-            .fold((0, 0), |(w, f), s| (w + s.requests, f + s.failed));
+            .fold((0, 0), |(w, f), s| (w + s.requests, f + unavailable(s)));
         if failed > 0 {
             first.get_or_insert(row.t);
             last = row.t;
@@ -224,8 +235,6 @@ pub fn shopper_write_outage(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::record::{Probe, ProbePath, timeline::SecondRow, timeline::StepRow};
 
@@ -235,7 +244,7 @@ mod tests {
         let row = |requests, failed| StepRow {
             requests,
             failed,
-            errors: BTreeMap::new(),
+            errors: [("status 503".to_string(), failed)].into(),
         };
         SecondRow {
             t,
@@ -258,6 +267,15 @@ mod tests {
         }
         seconds[11 - 8] = second(11, 0, 0);
         assert_eq!(shopper_write_outage(&seconds, 10_400, u64::MAX, 5), 2.6);
+        // A checkout answered 202 (its order still pending) is no outage:
+        // as in a smoke run, where two such 5 s later would have made 6 s.
+        let mut pending = seconds.clone();
+        let checkout = pending[15 - 8].steps.get_mut("checkout").unwrap();
+        checkout.failed = 2;
+        checkout.errors = [("status 202".to_string(), 2)].into();
+        assert_eq!(shopper_write_outage(&pending, 10_400, u64::MAX, 5), 2.6);
+        pending[15 - 8] = second(15, 4, 1);
+        assert_eq!(shopper_write_outage(&pending, 10_400, u64::MAX, 5), 5.6);
         // Only second 8 failed, before the failover: no outage after it.
         assert_eq!(
             shopper_write_outage(&seconds[..2], 10_400, u64::MAX, 5),
