@@ -74,6 +74,11 @@ struct StoredLine {
 async fn load_cart(state: &AppState, user: &AuthUser) -> ApiResult<Cart> {
     let mut conn = state.redis.conn().await?;
     let raw: HashMap<String, String> = conn.hgetall(cart_key(user)).await?;
+    Ok(cart_from(raw))
+}
+
+/// The cart from its stored lines (sku to JSON); unreadable lines are left out.
+fn cart_from(raw: HashMap<String, String>) -> Cart {
     let mut lines: Vec<CartLine> = raw
         .into_iter()
         .filter_map(|(sku, json)| {
@@ -89,7 +94,7 @@ async fn load_cart(state: &AppState, user: &AuthUser) -> ApiResult<Cart> {
         .collect();
     lines.sort_by(|a, b| a.sku.cmp(&b.sku));
     let total_cents = lines.iter().map(|l| l.line_total_cents).sum();
-    Ok(Cart { lines, total_cents })
+    Cart { lines, total_cents }
 }
 
 async fn get_cart(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Cart>> {
@@ -146,15 +151,17 @@ async fn set_line(
     let json = serde_json::to_string(&stored).map_err(|e| ApiError::Internal(e.into()))?;
     let key = cart_key(&user);
     let mut conn = state.redis.conn().await?;
-    redis::pipe()
+    // One round trip: the write, its expiry and the cart as it now is.
+    let (raw,): (HashMap<String, String>,) = redis::pipe()
         .atomic()
         .hset(&key, &product.sku, json)
         .ignore()
         .expire(&key, CART_TTL_SECS)
         .ignore()
-        .query_async::<()>(&mut conn)
+        .hgetall(&key)
+        .query_async(&mut conn)
         .await?;
-    Ok(Json(load_cart(&state, &user).await?))
+    Ok(Json(cart_from(raw)))
 }
 
 async fn remove_line(

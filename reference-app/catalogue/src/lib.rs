@@ -54,11 +54,12 @@ pub async fn build(kit: Kit) -> anyhow::Result<Service> {
 }
 
 impl AppState {
-    /// Read-through: the cached JSON if Redis has it, else `load` and cache it.
+    /// Read-through: the cached JSON if Redis has it, else `load` (retried
+    /// once on a broken database connection) and cache it.
     async fn cached<T, F, Fut>(&self, key: String, load: F) -> ApiResult<T>
     where
         T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
+        F: FnMut() -> Fut,
         Fut: Future<Output = ApiResult<T>>,
     {
         let mut conn = match self.cache.conn().await {
@@ -80,7 +81,7 @@ impl AppState {
         } else {
             "unavailable"
         });
-        let value = load().await?;
+        let value = self.db.retry_once(load).await?;
         if let Some(c) = conn.as_mut()
             && let Ok(text) = serde_json::to_string(&value)
         {
@@ -91,7 +92,7 @@ impl AppState {
 }
 
 async fn categories(State(state): State<AppState>) -> ApiResult<Json<Vec<Category>>> {
-    let pool = state.db.pool.clone();
+    let pool = &state.db.pool;
     let list = state
         .cached("catalogue:v1:categories".into(), || async move {
             let rows: Vec<(String, String, i64)> = sqlx::query_as(
@@ -99,7 +100,7 @@ async fn categories(State(state): State<AppState>) -> ApiResult<Json<Vec<Categor
                  LEFT JOIN products p ON p.category_id = c.id
                  GROUP BY c.id, c.slug, c.name ORDER BY c.id",
             )
-            .fetch_all(&pool)
+            .fetch_all(pool)
             .await?;
             Ok(rows
                 .into_iter()
@@ -173,16 +174,19 @@ async fn products(
         "catalogue:v1:products:{}:{page}",
         category.as_deref().unwrap_or("*")
     );
-    let pool = state.db.pool.clone();
+    let (pool, category) = (&state.db.pool, &category);
     let result = state
         .cached(key, || async move {
             let offset = (page - 1) * PAGE_SIZE;
-            let (total, rows): (i64, Vec<ProductRow>) = match &category {
+            // One connection for the page's two or three queries: each
+            // acquisition costs a ping when it goes back to the pool.
+            let mut conn = pool.acquire().await?;
+            let (total, rows): (i64, Vec<ProductRow>) = match category {
                 Some(slug) => {
                     let known: Option<(u32,)> =
                         sqlx::query_as("SELECT id FROM categories WHERE slug = ?")
                             .bind(slug)
-                            .fetch_optional(&pool)
+                            .fetch_optional(&mut *conn)
                             .await?;
                     let Some((id,)) = known else {
                         return Err(ApiError::not_found(format!("no category '{slug}'")));
@@ -190,7 +194,7 @@ async fn products(
                     let (total,): (i64,) =
                         sqlx::query_as("SELECT COUNT(*) FROM products WHERE category_id = ?")
                             .bind(id)
-                            .fetch_one(&pool)
+                            .fetch_one(&mut *conn)
                             .await?;
                     let rows = sqlx::query_as(&format!(
                         "{PRODUCT_COLUMNS} WHERE p.category_id = ? ORDER BY p.sku LIMIT ? OFFSET ?"
@@ -198,20 +202,20 @@ async fn products(
                     .bind(id)
                     .bind(PAGE_SIZE)
                     .bind(offset)
-                    .fetch_all(&pool)
+                    .fetch_all(&mut *conn)
                     .await?;
                     (total, rows)
                 }
                 None => {
                     let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products")
-                        .fetch_one(&pool)
+                        .fetch_one(&mut *conn)
                         .await?;
                     let rows = sqlx::query_as(&format!(
                         "{PRODUCT_COLUMNS} ORDER BY p.sku LIMIT ? OFFSET ?"
                     ))
                     .bind(PAGE_SIZE)
                     .bind(offset)
-                    .fetch_all(&pool)
+                    .fetch_all(&mut *conn)
                     .await?;
                     (total, rows)
                 }
@@ -238,14 +242,14 @@ async fn product(
     if !valid_sku(&sku) {
         return Err(ApiError::not_found(format!("no product '{sku}'")));
     }
-    let pool = state.db.pool.clone();
     let key = format!("catalogue:v1:product:{sku}");
+    let (pool, sku) = (&state.db.pool, &sku);
     let found = state
         .cached(key, || async move {
             let row: Option<ProductRow> =
                 sqlx::query_as(&format!("{PRODUCT_COLUMNS} WHERE p.sku = ?"))
-                    .bind(&sku)
-                    .fetch_optional(&pool)
+                    .bind(sku)
+                    .fetch_optional(pool)
                     .await?;
             row.map(Product::from)
                 .ok_or_else(|| ApiError::not_found(format!("no product '{sku}'")))

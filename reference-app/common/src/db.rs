@@ -2,8 +2,12 @@
 //! database is down), pings a pooled connection that sat idle before handing
 //! it out (a connection to a primary that died or moved is detected and
 //! replaced), and every acquire has a timeout. With a writer file it
-//! follows the writer when that file changes (a failover). The schema is applied by a background task
-//! that retries until the database answers.
+//! follows the writer when that file changes (a failover). Work that is safe
+//! to repeat runs through [`Database::retry_once`]: at the first broken
+//! connection every pooled connection opened before it is dropped and the
+//! work runs once more on a fresh one, as a good client does at a failover.
+//! The schema is applied by a background task that retries until the
+//! database answers.
 
 use std::{
     future::Future,
@@ -22,7 +26,7 @@ use sqlx::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{Settings, health::DependencyStatus, schema};
+use crate::{ApiError, ApiResult, Settings, health::DependencyStatus, schema};
 
 /// A pooled connection idle this long is pinged before it is lent out.
 pub const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
@@ -33,14 +37,34 @@ pub struct Database {
     schema_ready: Arc<AtomicBool>,
     timeout: Duration,
     writer: Option<Arc<Mutex<WriterFile>>>,
+    /// Connections opened before this instant are closed instead of lent
+    /// out: set when the writer moves and when a connection is found broken.
+    stale_before: StaleBefore,
+}
+
+/// The instant before which pooled connections are stale (see
+/// `Database::stale_before`).
+#[derive(Clone, Default)]
+struct StaleBefore(Arc<Mutex<Option<Instant>>>);
+
+impl StaleBefore {
+    fn mark(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// True for a connection of this age, opened before the mark.
+    fn covers(&self, age: Duration) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| age > at.elapsed())
+    }
 }
 
 /// Where the database writer is, per `Settings::mysql_writer_file`.
 struct WriterFile {
     file: PathBuf,
     current: Option<(String, u16)>,
-    /// When the writer last moved.
-    moved: Arc<Mutex<Option<Instant>>>,
     /// The last read failed (and was logged).
     unreadable: bool,
 }
@@ -83,10 +107,10 @@ impl Database {
                 unreadable: false,
                 file,
                 current,
-                moved: Arc::new(Mutex::new(None)),
             }
         });
-        let moved = writer.as_ref().map(|w| w.moved.clone());
+        let stale_before = StaleBefore::default();
+        let stale = stale_before.clone();
         let pool = MySqlPoolOptions::new()
             .max_connections(settings.mysql_pool_size)
             .min_connections(0)
@@ -98,13 +122,11 @@ impl Database {
             // trip per query or transaction, for the service and the database.
             .test_before_acquire(false)
             .before_acquire(move |conn, meta| {
-                let opened_before_move = moved
-                    .as_ref()
-                    .and_then(|m| *m.lock().unwrap_or_else(|e| e.into_inner()))
-                    .is_some_and(|at: Instant| meta.age > at.elapsed());
+                let stale = stale.covers(meta.age);
                 Box::pin(async move {
-                    if opened_before_move {
-                        // It leads to the old writer: close it, open another.
+                    if stale {
+                        // It leads to the old writer, or was opened before a
+                        // connection broke: close it, open another.
                         return Ok(false);
                     }
                     if meta.idle_for >= IDLE_BEFORE_PING {
@@ -121,9 +143,38 @@ impl Database {
             schema_ready: Arc::new(AtomicBool::new(false)),
             timeout: settings.outbound_timeout,
             writer: writer.map(|w| Arc::new(Mutex::new(w))),
+            stale_before,
         })
     }
 
+    /// Runs `work`; if it fails because a database connection broke under
+    /// it (`ApiError::DatabaseLost`: the server died, was killed or went
+    /// away), drops every pooled connection opened before that moment and
+    /// runs `work` once more, on a fresh connection. A fresh connection
+    /// waits (within the acquire timeout) for a refused server to come
+    /// back and, with a writer file, goes to the current writer, so a
+    /// failover costs the request time instead of an error.
+    ///
+    /// Only for work that is safe to repeat: reads, and writes made
+    /// idempotent (checkout under its Idempotency-Key). A write that broke
+    /// at its commit may have happened.
+    pub async fn retry_once<T, F, Fut>(&self, mut work: F) -> ApiResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ApiResult<T>>,
+    {
+        match work().await {
+            Err(ApiError::DatabaseLost(detail)) => {
+                self.stale_before.mark();
+                tracing::info!(
+                    detail,
+                    "a database connection broke; retrying once on a fresh one"
+                );
+                work().await
+            }
+            other => other,
+        }
+    }
     /// Re-reads the writer file (if there is one) every `WRITER_POLL` and
     /// points new connections at the address it names; connections opened
     /// before a move are closed instead of lent out.
@@ -132,6 +183,7 @@ impl Database {
             return;
         };
         let pool = self.pool.clone();
+        let stale_before = self.stale_before.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -143,7 +195,7 @@ impl Database {
                     Ok(next) if w.current.as_ref() != Some(&next) => {
                         let options = (*pool.connect_options()).clone().host(&next.0).port(next.1);
                         pool.set_connect_options(options);
-                        *w.moved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                        stale_before.mark();
                         tracing::info!(
                             writer = format!("{}:{}", next.0, next.1),
                             "the database writer moved"
@@ -219,6 +271,19 @@ impl Database {
     }
 }
 
+/// True when the error means the connection itself broke: an I/O error or
+/// a broken protocol stream (the server died or closed it), the driver's
+/// worker gone, or MariaDB's "connection killed" (70100) and "server
+/// shutdown" / "lost connection" (08S01). Work on it may be retried on a
+/// fresh connection; a pool timeout or a refused statement is not this.
+pub fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("08S01" | "70100")),
+        _ => false,
+    }
+}
+
 /// True when a database error is MariaDB's duplicate-key error (1062).
 pub fn is_duplicate_key(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23000"))
@@ -227,6 +292,70 @@ pub fn is_duplicate_key(e: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mark_makes_the_connections_opened_before_it_stale_and_not_the_later_ones() {
+        let stale = StaleBefore::default();
+        assert!(!stale.covers(Duration::from_secs(60)), "no mark yet");
+        stale.mark();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            stale.covers(Duration::from_secs(1)),
+            "opened before the mark"
+        );
+        assert!(!stale.covers(Duration::from_millis(5)), "opened after it");
+    }
+
+    #[test]
+    fn only_a_broken_connection_counts_as_lost() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_connection_lost(&sqlx::Error::Io(reset)));
+        assert!(is_connection_lost(&sqlx::Error::Protocol("eof".into())));
+        assert!(is_connection_lost(&sqlx::Error::WorkerCrashed));
+        assert!(!is_connection_lost(&sqlx::Error::PoolTimedOut));
+        assert!(!is_connection_lost(&sqlx::Error::RowNotFound));
+        let lost = ApiError::from(sqlx::Error::WorkerCrashed);
+        assert!(matches!(lost, ApiError::DatabaseLost(_)), "{lost:?}");
+        assert_eq!(lost.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn retry_once_runs_the_work_again_after_a_broken_connection_only() {
+        let settings = Settings::default();
+        let db = Database::connect_lazy(&settings).unwrap();
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        let got = db
+            .retry_once(|| async {
+                match runs.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err(ApiError::DatabaseLost("reset".into())),
+                    n => Ok(n),
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, 1);
+        assert!(db.stale_before.covers(Duration::from_secs(1)));
+        let refused = std::sync::atomic::AtomicU32::new(0);
+        let err = db
+            .retry_once(|| async {
+                refused.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(ApiError::unavailable("database", "timed out"))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::Unavailable { .. }));
+        assert_eq!(refused.load(Ordering::SeqCst), 1, "not retried");
+        let twice = std::sync::atomic::AtomicU32::new(0);
+        let err = db
+            .retry_once(|| async {
+                twice.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(ApiError::DatabaseLost("reset".into()))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::DatabaseLost(_)));
+        assert_eq!(twice.load(Ordering::SeqCst), 2, "retried once, not more");
+    }
 
     #[test]
     fn the_writer_file_names_a_host_and_port_and_anything_else_is_refused() {

@@ -32,6 +32,11 @@ pub enum ApiError {
         dependency: &'static str,
         detail: String,
     },
+    /// A database connection broke under the request (the server died or
+    /// went away): a 503 like `Unavailable`, and the sign for
+    /// `Database::retry_once` to drop the pool's old connections and retry.
+    #[error("database unavailable")]
+    DatabaseLost(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -62,7 +67,9 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::DatabaseLost(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,7 +83,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::PaymentDeclined => "payment_declined",
             ApiError::TooLarge { .. } => "too_large",
-            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Unavailable { .. } | ApiError::DatabaseLost(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -89,6 +96,9 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable { dependency, detail } => {
                 tracing::warn!(dependency, detail, "dependency unavailable")
             }
+            ApiError::DatabaseLost(detail) => {
+                tracing::warn!(dependency = "database", detail, "database connection lost")
+            }
             _ => {}
         }
         let mut response = (
@@ -96,7 +106,10 @@ impl IntoResponse for ApiError {
             Json(json!({"error": self.code(), "message": self.to_string()})),
         )
             .into_response();
-        if matches!(self, ApiError::Unavailable { .. }) {
+        if matches!(
+            self,
+            ApiError::Unavailable { .. } | ApiError::DatabaseLost(_)
+        ) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
@@ -108,14 +121,14 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_connection_lost(&e) {
+            return ApiError::DatabaseLost(e.to_string());
+        }
         match e {
             sqlx::Error::RowNotFound => ApiError::not_found("not found"),
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => ApiError::unavailable("database", e),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                ApiError::unavailable("database", e)
+            }
             sqlx::Error::Database(ref db) if is_transient_db_error(db.code().as_deref()) => {
                 ApiError::unavailable("database", e)
             }

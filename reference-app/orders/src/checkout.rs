@@ -2,7 +2,11 @@
 //! simulated gateway charges it, and the PAID status and its outbox event are
 //! written in one transaction. A replayed key returns the same order (also
 //! when replays race: the unique key (user, idempotency key) lets exactly one
-//! insert win, and the losers return the winner's order).
+//! insert win, and the losers return the winner's order). A checkout holds
+//! one database connection from start to end, and runs once more on a fresh
+//! one if that connection breaks under it (`Database::retry_once`): the
+//! key makes the second run safe, and it finishes the order the first run
+//! left PENDING instead of waiting for a takeover.
 
 use std::time::Duration;
 
@@ -19,6 +23,7 @@ use shop_common::{
     extract::Json,
     model::{Cart, OrderPaid},
 };
+use sqlx::{Connection, MySqlConnection};
 
 use crate::{AppState, load_order};
 
@@ -54,33 +59,45 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<String> {
     Ok(key.to_string())
 }
 
-async fn existing_order(state: &AppState, user_id: u64, key: &str) -> ApiResult<Option<String>> {
+async fn existing_order(
+    conn: &mut MySqlConnection,
+    user_id: u64,
+    key: &str,
+) -> ApiResult<Option<String>> {
     let row: Option<(String,)> =
         sqlx::query_as("SELECT id FROM orders WHERE user_id = ? AND idempotency_key = ?")
             .bind(user_id)
             .bind(key)
-            .fetch_optional(&state.db.pool)
+            .fetch_optional(conn)
             .await?;
     Ok(row.map(|(id,)| id))
 }
 
 /// Answers a replay with the original order. If the original request is
-/// still charging, waits (bounded) for it to settle.
-async fn replay(state: &AppState, user: &AuthUser, order_id: &str) -> ApiResult<Response> {
+/// still charging, waits (bounded) for it to settle. `own` says this
+/// request created the order in a run whose connection broke: nobody else
+/// is finishing it, so it takes over at once.
+async fn replay(
+    state: &AppState,
+    conn: &mut MySqlConnection,
+    user: &AuthUser,
+    order_id: &str,
+    own: bool,
+) -> ApiResult<Response> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let order = load_order(&state.db, user.id, order_id)
+        let order = load_order(conn, user.id, order_id)
             .await?
             .ok_or_else(|| ApiError::not_found("no such order"))?;
         if order.status != "PENDING" {
-            return Ok(respond(order, true));
+            return Ok(respond(order, !own));
         }
         // The request that created it died before finishing (its replica was
         // killed, say): a replay older than any live request takes over.
         let age = chrono::Utc::now() - order.created_at;
-        if age.to_std().unwrap_or_default() > state.pending_takeover {
-            tracing::info!(order_id, "taking over a stale pending order");
-            match complete_payment(state, user, order_id, order.total_cents).await {
+        if own || age.to_std().unwrap_or_default() > state.pending_takeover {
+            tracing::info!(order_id, own, "taking over a pending order");
+            match complete_payment(state, conn, user, order_id, order.total_cents).await {
                 Ok(()) | Err(ApiError::PaymentDeclined) => continue,
                 Err(e) => return Err(e),
             }
@@ -98,6 +115,7 @@ async fn replay(state: &AppState, user: &AuthUser, order_id: &str) -> ApiResult<
 /// original request and a takeover race; the loser writes nothing.
 async fn complete_payment(
     state: &AppState,
+    conn: &mut MySqlConnection,
     user: &AuthUser,
     order_id: &str,
     total_cents: i64,
@@ -107,7 +125,7 @@ async fn complete_payment(
             "UPDATE orders SET status = 'PAYMENT_FAILED', updated_at = NOW(3) WHERE id = ? AND status = 'PENDING'",
         )
         .bind(order_id)
-        .execute(&state.db.pool)
+        .execute(&mut *conn)
         .await?;
         return Err(ApiError::PaymentDeclined);
     }
@@ -117,7 +135,7 @@ async fn complete_payment(
         total_cents,
     };
     let payload = serde_json::to_string(&event).map_err(|e| ApiError::Internal(e.into()))?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let moved = sqlx::query(
         "UPDATE orders SET status = 'PAID', paid_at = NOW(3), updated_at = NOW(3) WHERE id = ? AND status = 'PENDING'",
     )
@@ -191,35 +209,55 @@ pub(crate) async fn checkout(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
-    if let Some(id) = existing_order(&state, user.id, &key).await? {
-        return replay(&state, &user, &id).await;
+    // Chosen once: a second run that finds this id under the key knows the
+    // order is its own.
+    let order_id = uuid::Uuid::now_v7().to_string();
+    let (state, user, key, order_id) = (&state, &user, key.as_str(), order_id.as_str());
+    state
+        .db
+        .retry_once(|| attempt(state, user, key, order_id))
+        .await
+}
+
+/// One run of a checkout, on one connection.
+async fn attempt(
+    state: &AppState,
+    user: &AuthUser,
+    key: &str,
+    order_id: &str,
+) -> ApiResult<Response> {
+    // One connection from start to end: each acquisition costs a ping when
+    // the connection goes back to the pool.
+    let mut conn = state.db.pool.acquire().await?;
+    if let Some(id) = existing_order(&mut conn, user.id, key).await? {
+        let own = id == order_id;
+        return replay(state, &mut conn, user, &id, own).await;
     }
-    let cart = fetch_cart(&state, &user).await?;
+    let cart = fetch_cart(state, user).await?;
     if cart.lines.is_empty() {
         return Err(ApiError::Unprocessable("the cart is empty".into()));
     }
-    let order_id = uuid::Uuid::now_v7().to_string();
 
     // 1. The order, PENDING, with its lines.
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO orders (id, user_id, idempotency_key, status, total_cents) VALUES (?, ?, ?, 'PENDING', ?)",
     )
-    .bind(&order_id)
+    .bind(order_id)
     .bind(user.id)
-    .bind(&key)
+    .bind(key)
     .bind(cart.total_cents)
     .execute(&mut *tx)
     .await;
     match inserted {
         Ok(_) => {}
         Err(e) if is_duplicate_key(&e) => {
-            drop(tx);
+            tx.rollback().await?;
             // A concurrent request with the same key won the race.
-            let id = existing_order(&state, user.id, &key)
+            let id = existing_order(&mut conn, user.id, key)
                 .await?
                 .ok_or_else(|| ApiError::Conflict("idempotency key in use".into()))?;
-            return replay(&state, &user, &id).await;
+            return replay(state, &mut conn, user, &id, false).await;
         }
         Err(e) => return Err(e.into()),
     }
@@ -227,7 +265,7 @@ pub(crate) async fn checkout(
         "INSERT INTO order_lines (order_id, sku, name, qty, unit_price_cents) ",
     );
     lines.push_values(&cart.lines, |mut b, line| {
-        b.push_bind(&order_id)
+        b.push_bind(order_id)
             .push_bind(&line.sku)
             .push_bind(&line.name)
             .push_bind(line.qty)
@@ -236,9 +274,9 @@ pub(crate) async fn checkout(
     lines.build().execute(&mut *tx).await?;
     tx.commit().await?;
 
-    complete_payment(&state, &user, &order_id, cart.total_cents).await?;
+    complete_payment(state, &mut conn, user, order_id, cart.total_cents).await?;
 
-    let order = load_order(&state.db, user.id, &order_id)
+    let order = load_order(&mut conn, user.id, order_id)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order vanished after commit")))?;
     Ok(respond(order, false))

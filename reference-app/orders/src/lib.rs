@@ -133,20 +133,24 @@ pub(crate) fn valid_order_id(id: &str) -> bool {
 }
 
 /// The order with this id if it belongs to `user_id`.
-pub(crate) async fn load_order(db: &Database, user_id: u64, id: &str) -> ApiResult<Option<Order>> {
+pub(crate) async fn load_order(
+    conn: &mut sqlx::MySqlConnection,
+    user_id: u64,
+    id: &str,
+) -> ApiResult<Option<Order>> {
     let row: Option<OrderRow> = sqlx::query_as(
         "SELECT id, status, total_cents, created_at FROM orders WHERE id = ? AND user_id = ?",
     )
     .bind(id)
     .bind(user_id)
-    .fetch_optional(&db.pool)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
     let lines = sqlx::query_as(
         "SELECT sku, name, qty, unit_price_cents FROM order_lines WHERE order_id = ? ORDER BY sku",
     )
     .bind(&row.id)
-    .fetch_all(&db.pool)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(Some(Order {
         order_id: row.id,
@@ -165,7 +169,13 @@ async fn get_order(
     if !valid_order_id(&id) {
         return Err(ApiError::not_found("no such order"));
     }
-    load_order(&state.db, user.id, &id)
+    let (pool, user_id, id) = (&state.db.pool, user.id, id.as_str());
+    state
+        .db
+        .retry_once(|| async move {
+            // One connection for the order and its lines.
+            load_order(&mut *pool.acquire().await?, user_id, id).await
+        })
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("no such order"))
@@ -183,13 +193,19 @@ async fn list_orders(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> ApiResult<Json<Vec<OrderSummary>>> {
-    let rows: Vec<OrderRow> = sqlx::query_as(
-        "SELECT id, status, total_cents, created_at FROM orders WHERE user_id = ?
-         ORDER BY created_at DESC LIMIT 100",
-    )
-    .bind(user.id)
-    .fetch_all(&state.db.pool)
-    .await?;
+    let (pool, user_id) = (&state.db.pool, user.id);
+    let rows: Vec<OrderRow> = state
+        .db
+        .retry_once(|| async move {
+            Ok(sqlx::query_as(
+                "SELECT id, status, total_cents, created_at FROM orders WHERE user_id = ?
+                 ORDER BY created_at DESC LIMIT 100",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?)
+        })
+        .await?;
     Ok(Json(
         rows.into_iter()
             .map(|r| OrderSummary {

@@ -258,15 +258,23 @@ async fn shipment(
         String,
         Option<String>,
         Option<chrono::DateTime<chrono::Utc>>,
-    )> = sqlx::query_as(
-        "SELECT o.status, s.carrier, s.created_at FROM orders o
-         LEFT JOIN shipments s ON s.order_id = o.id
-         WHERE o.id = ? AND o.user_id = ?",
-    )
-    .bind(&order_id)
-    .bind(user.id)
-    .fetch_optional(&state.db.pool)
-    .await?;
+    )> = {
+        let (pool, id, user_id) = (&state.db.pool, order_id.as_str(), user.id);
+        state
+            .db
+            .retry_once(|| async move {
+                Ok(sqlx::query_as(
+                    "SELECT o.status, s.carrier, s.created_at FROM orders o
+                     LEFT JOIN shipments s ON s.order_id = o.id
+                     WHERE o.id = ? AND o.user_id = ?",
+                )
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?)
+            })
+            .await?
+    };
     let (order_status, carrier, dispatched_at) =
         row.ok_or_else(|| ApiError::not_found("no such order"))?;
     Ok(Json(Shipment {

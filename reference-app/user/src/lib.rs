@@ -208,11 +208,18 @@ async fn login(
     Json(creds): Json<Credentials>,
 ) -> ApiResult<Json<Token>> {
     let email = creds.email.trim().to_lowercase();
-    let row: Option<(u64, String)> =
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
-            .bind(&email)
-            .fetch_optional(&state.db.pool)
-            .await?;
+    let (pool, address) = (&state.db.pool, email.as_str());
+    let row: Option<(u64, String)> = state
+        .db
+        .retry_once(|| async move {
+            Ok(
+                sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
+                    .bind(address)
+                    .fetch_optional(pool)
+                    .await?,
+            )
+        })
+        .await?;
     let (id, hash, known) = match row {
         Some((id, hash)) => (id, hash, true),
         None => (0, state.decoy_hash.as_str().to_string(), false),
@@ -232,9 +239,17 @@ async fn login(
 }
 
 async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<User>> {
-    let found: Option<User> = sqlx::query_as("SELECT id, name, email FROM users WHERE id = ?")
-        .bind(user.id)
-        .fetch_optional(&state.db.pool)
+    let (pool, id) = (&state.db.pool, user.id);
+    let found: Option<User> = state
+        .db
+        .retry_once(|| async move {
+            Ok(
+                sqlx::query_as("SELECT id, name, email FROM users WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?,
+            )
+        })
         .await?;
     found
         .map(Json)
