@@ -143,6 +143,7 @@ impl Case {
             ],
             think_time: self.think,
             journeys: vec![(Journey::Browse, 1)],
+            generators: None,
         }
     }
 

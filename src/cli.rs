@@ -71,6 +71,17 @@ pub enum Command {
     /// Compare two runs of a scenario: each figure side by side with its
     /// change; exit 3 when RUN regressed beyond a threshold.
     Compare(commands::compare::CompareArgs),
+    /// One shard of a distributed load, started by `gameday run` (its plan
+    /// on its input, its seconds on its output). Not for people.
+    #[command(hide = true)]
+    Shard {
+        /// The shard's index (for `ps`: its plan says the same).
+        #[arg(long)]
+        index: u32,
+        /// The run directory of the run it belongs to (for `ps`).
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+    },
 }
 
 pub async fn run(cli: Cli) -> i32 {
@@ -86,6 +97,18 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Plan { file } => commands::plan::run(&file).await,
         Command::Inject(args) => commands::inject::run(args).await,
         Command::Compare(args) => commands::compare::run(&args),
+        Command::Shard { .. } => {
+            // Its input is read by a blocking thread that the runtime would
+            // wait for at its end: a shard that is done ends at once.
+            let code = match crate::load::shard::worker::run().await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("gameday shard: {e}");
+                    exit_code(&anyhow::Error::from(e))
+                }
+            };
+            std::process::exit(code)
+        }
     };
     match outcome {
         Ok(code) => code,

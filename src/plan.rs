@@ -289,6 +289,16 @@ fn load_section(o: &mut String, s: &Scenario) {
         d(load.think_time.0),
         d(load.think_time.1)
     );
+    if let Some(g) = load.generators {
+        let peak = load.peak_users();
+        let _ = writeln!(
+            o,
+            "  generators: {} shards, `gameday shard` processes on this machine ({}..{} shoppers each at the peak), merged second by second; a lost shard makes the verdict inconclusive",
+            g.shards,
+            crate::load::shard::share(peak, g.shards - 1, g.shards),
+            crate::load::shard::share(peak, 0, g.shards),
+        );
+    }
 }
 
 /// Each fault: when, its kind as written, what it does here, what it hits.

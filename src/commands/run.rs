@@ -114,6 +114,21 @@ fn print_outcome(s: &Summary, run_dir: &Path) {
         n(s.orders.accepted),
         n(s.orders.lost)
     );
+    for line in &s.load_generator.shards {
+        let state = match (&line.lost, line.saturated) {
+            (Some(why), _) => format!("LOST: {why}"),
+            (None, Some(true)) => "SATURATED".into(),
+            _ => String::new(),
+        };
+        println!(
+            "  shard {:<3} {:>9} requests  cpu {:>5}  lag p99 {:>8}  {state}",
+            line.index,
+            line.requests,
+            line.cpu_percent_max
+                .map_or("-".into(), |c| format!("{c:.0}%")),
+            line.lag_ms_p99.map_or("-".into(), crate::slo::millis),
+        );
+    }
     println!("Report: {}", run_dir.join("report.html").display());
 }
 

@@ -6,6 +6,7 @@
 
 mod journeys;
 pub mod monitor;
+pub mod shard;
 
 use std::{
     pin::Pin,
@@ -257,6 +258,7 @@ mod tests {
             ],
             think_time: (Duration::from_millis(500), Duration::from_secs(2)),
             journeys: vec![(Journey::Browse, 1)],
+            generators: None,
         };
         assert_eq!(test_plan(&load), "200,15s;200,45s;0,5s");
         assert_eq!(users_at(&load, 0.0), 0);

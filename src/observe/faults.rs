@@ -1,7 +1,8 @@
 //! What each fault did to the shoppers, from the recorded run alone:
 //!
 //! - errors: time to the first second below the success threshold, and the
-//!   failed requests until recovery;
+//!   failed requests from the injection's second until recovery or the end
+//!   of the fault's action, whichever is later;
 //! - latency: the seconds whose latency percentile exceeded the scenario's
 //!   target, and the worst p99;
 //! - capacity: replicas or instances it took away, and when they were back;
@@ -192,6 +193,13 @@ fn judge(
     // The seconds the fault is judged over: until it recovered, or as far
     // as it owns.
     let until = recovered.unwrap_or(limit + 1).max(start + 1);
+    let errors_until = match first_bad {
+        Some(_) => until,
+        None => start + 1,
+    }
+    .max(action_end_ms / 1000 + 1)
+    .min(limit + 1)
+    .max(start + 1);
     FaultSummary {
         id: f.id.to_string(),
         name: f.name.to_string(),
@@ -202,10 +210,10 @@ fn judge(
         first_error_at_s: first_error.map(|bad| (bad as f64).max(at)),
         recovered_at_s,
         recovery_s: recovered_at_s.map(|r| (r - at).max(0.0)),
-        errors: Some(match first_bad {
-            None => 0,
-            Some(_) => judged.failed(start..until),
-        }),
+        // Every failed request from the injection's second to the later
+        // of its recovery and its action's end: a failover whose seconds
+        // all stayed above the success threshold still failed requests.
+        errors: Some(judged.failed(start..errors_until)),
         slow_seconds: rule.latency.map(|_| {
             (start..until)
                 .filter(|t| judged.latencies.slow(*t, rule))
@@ -335,6 +343,34 @@ mod tests {
         let f = &faults(&events, &broken, None, RecoveryRule::default())[0];
         assert_eq!((f.recovered_at_s, f.recovery_s), (None, None));
         assert_eq!(f.errors, Some(450));
+    }
+
+    #[test]
+    fn failures_during_a_fault_s_action_count_though_no_second_went_bad() {
+        // A failover from 20.0 s to 22.5 s: 3 of 1,000 requests fail in
+        // second 20 and 1 in second 22 (every second above the threshold),
+        // 2 more long after it is over.
+        let seconds: Vec<SecondRow> = (0..40)
+            .map(|t| {
+                let failed = match t {
+                    20 => 3,
+                    22 => 1,
+                    30 => 2,
+                    _ => 0,
+                };
+                row(t, 1000, failed)
+            })
+            .collect();
+        let events = vec![
+            ev(
+                20_001,
+                "fault.injected",
+                json!({"id": "f1", "name": "failover", "kind": "db-failover"}),
+            ),
+            ev(22_500, "fault.ended", json!({"id": "f1"})),
+        ];
+        let f = &faults(&events, &seconds, None, RecoveryRule::default())[0];
+        assert_eq!(f.errors, Some(4), "{f:?}");
     }
 
     #[test]

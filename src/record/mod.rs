@@ -79,6 +79,29 @@ impl StepSecond {
 /// One second: step index -> what happened.
 pub type Second = BTreeMap<usize, StepSecond>;
 
+/// Where the collector takes finished seconds from: this process's
+/// recorder, or the merge of every shard's (`load::shard`).
+pub trait SecondSource: Send + Sync {
+    /// The second of the run's clock now.
+    fn current_second(&self) -> u64;
+    /// The finished seconds before `before`, removed.
+    fn take_before(&self, before: u64) -> BTreeMap<u64, Second>;
+    /// Everything still held (at the end of a run).
+    fn take_all(&self) -> BTreeMap<u64, Second>;
+}
+
+impl SecondSource for Recorder {
+    fn current_second(&self) -> u64 {
+        Recorder::current_second(self)
+    }
+    fn take_before(&self, before: u64) -> BTreeMap<u64, Second> {
+        Recorder::take_before(self, before)
+    }
+    fn take_all(&self) -> BTreeMap<u64, Second> {
+        Recorder::take_all(self)
+    }
+}
+
 pub struct Recorder {
     origin: Instant,
     steps: Vec<String>,

@@ -11,7 +11,9 @@ pub mod summary;
 
 use std::path::Path;
 
-pub use summary::{FaultSummary, LoadGenerator, Orders, RunInfo, ScaleOut, Summary, summarize};
+pub use summary::{
+    FaultSummary, LoadGenerator, Orders, RunInfo, ScaleOut, ShardLine, Summary, summarize,
+};
 
 use crate::{
     errors::{Error, Result},

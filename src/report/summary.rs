@@ -53,6 +53,32 @@ pub struct LoadGenerator {
     /// How late a 100 ms timer fired, 99th percentile, in the measured window.
     #[serde(default)]
     pub lag_ms_p99: Option<f64>,
+    /// A distributed load's shards, one line each (empty: the shoppers ran
+    /// in gameday's own process). The figures above are the worst shard's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardLine>,
+}
+
+/// One shard of a distributed load, as the coordinator saw it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShardLine {
+    pub index: u32,
+    /// Requests it sent (in the seconds it sent).
+    pub requests: u64,
+    /// Its own health, when it finished and said so.
+    pub cpu_percent_max: Option<f64>,
+    pub lag_ms_p99: Option<f64>,
+    pub saturated: Option<bool>,
+    pub peak_rss_mb: Option<f64>,
+    /// Why it was lost, when it was.
+    #[serde(default)]
+    pub lost: Option<String>,
+    /// The first second (of the run's clock) missing from it, to the end.
+    #[serde(default)]
+    pub missing_from_s: Option<u64>,
+    /// Seconds it skipped, (first, last) inclusive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -462,6 +488,11 @@ fn gaps(info: &RunInfo, orders: &Orders, timeline: &Timeline, window_end: u64) -
         });
     }
     let lg = &info.load_generator;
+    gaps.extend(
+        lg.shards
+            .iter()
+            .flat_map(|s| shard_gaps(s, info.load_started_s)),
+    );
     gaps.extend(saturation(lg));
     if lg.saturated.is_none() && info.finished {
         gaps.push("the load generator's health was not measured".into());
@@ -469,12 +500,48 @@ fn gaps(info: &RunInfo, orders: &Orders, timeline: &Timeline, window_end: u64) -
     gaps
 }
 
+/// What a shard did not send, in words (seconds from the load's start).
+fn shard_gaps(s: &ShardLine, load_started_s: u64) -> Vec<String> {
+    let rel = |t: u64| t.saturating_sub(load_started_s);
+    let mut out = Vec::new();
+    if let Some(why) = &s.lost {
+        out.push(match s.missing_from_s {
+            Some(t) => format!(
+                "load generator shard {} was lost {} s into the load ({why}): its seconds from then on are missing",
+                s.index,
+                rel(t)
+            ),
+            None => format!("load generator shard {} was lost ({why})", s.index),
+        });
+    }
+    for (a, b) in &s.gaps {
+        out.push(format!(
+            "load generator shard {} skipped seconds {} to {} of the load: they are missing",
+            s.index,
+            rel(*a),
+            rel(*b)
+        ));
+    }
+    out
+}
+
 /// A saturated load generator, in words (None when it was not, or was not
 /// measured).
 fn saturation(lg: &LoadGenerator) -> Option<String> {
+    let hot: Vec<String> = lg
+        .shards
+        .iter()
+        .filter(|s| s.saturated == Some(true))
+        .map(|s| s.index.to_string())
+        .collect();
+    let which = if hot.is_empty() {
+        String::new()
+    } else {
+        format!("shard {}; ", hot.join(", "))
+    };
     (lg.saturated == Some(true)).then(|| {
         format!(
-            "the load generator was saturated (timer lag p99 {}, peak CPU {}): its figures are not trustworthy",
+            "the load generator was saturated ({which}timer lag p99 {}, peak CPU {}): its figures are not trustworthy",
             lg.lag_ms_p99.map_or("not measured".into(), slo::millis),
             lg.cpu_percent_max
                 .map_or("not measured".into(), |c| format!("{c:.0}% of one core"))

@@ -16,14 +16,15 @@ use crate::{
         monitor::{Health, Monitor},
         users_at,
     },
-    record::{Recorder, TimelineWriter},
+    record::{SecondSource, TimelineWriter},
     scenario::StopRule,
 };
 
 /// Once a second: move finished seconds to disk, judge the stop
 /// conditions, watch the load generator, show progress on a terminal.
 pub struct Collector {
-    pub recorder: Arc<Recorder>,
+    /// Where the finished seconds come from.
+    pub recorder: Arc<dyn SecondSource>,
     pub writer: TimelineWriter,
     pub load: crate::scenario::Load,
     pub load_started_s: u64,

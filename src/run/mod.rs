@@ -28,11 +28,15 @@ use crate::{
     chaos,
     errors::{Error, Result},
     events::{EventKind, EventLog},
-    load::{self, LoadContext, Step, monitor::Health},
+    load::{
+        self, LoadContext, Step,
+        monitor::Health,
+        shard::{self, local::LocalShards},
+    },
     observe::{audit, prober::Prober},
     platform::{self, Platform, Purpose},
     record::{Recorder, TimelineWriter},
-    report::{self, LoadGenerator, RunInfo, Summary, summary::LoadEnd},
+    report::{self, LoadGenerator, RunInfo, ShardLine, Summary, summary::LoadEnd},
     scenario::{Journey, Scenario, StopRule},
     shop,
 };
@@ -57,6 +61,8 @@ struct Loaded {
     fired: Option<(u64, StopRule)>,
     load_started_s: u64,
     acknowledged: Vec<String>,
+    /// A distributed load's shards (empty: the shoppers ran here).
+    shards: Vec<ShardLine>,
     error: Option<Error>,
 }
 
@@ -201,11 +207,7 @@ impl Runner {
             duration_s: self.events.origin().elapsed().as_secs_f64(),
             orders,
             not_audited,
-            load_generator: LoadGenerator {
-                cpu_percent_max: Some(health.cpu_percent_max),
-                saturated: Some(health.saturated),
-                lag_ms_p99: Some(health.lag_ms_p99),
-            },
+            load_generator: load_generator(&health, loaded.shards),
             finished: true,
             cores: std::thread::available_parallelism()
                 .ok()
@@ -336,7 +338,7 @@ type Collected = (Health, Option<(u64, StopRule)>);
 /// self-monitor).
 struct Shoppers {
     ctx: Arc<LoadContext>,
-    attack: goose::GooseAttack,
+    engine: Engine,
     load_started_s: u64,
     load_start: Instant,
     load_done: CancellationToken,
@@ -345,10 +347,19 @@ struct Shoppers {
     prober: tokio::task::JoinHandle<()>,
 }
 
+/// Who makes the shoppers' requests.
+enum Engine {
+    /// goose, in this process.
+    InProcess(Box<goose::GooseAttack>),
+    /// Shards (`load.generators`), each with its share of the shoppers.
+    Shards(LocalShards),
+}
+
 impl Shoppers {
-    /// Sets goose up, waits for the next whole second of the run's clock
-    /// (the scenario's times line up with the timeline's seconds), then
-    /// starts the prober and the collector.
+    /// Sets goose (or the shards, each ready) up, waits for the next whole
+    /// second of the run's clock (the scenario's times line up with the
+    /// timeline's seconds), then starts the load, the prober and the
+    /// collector.
     async fn start(
         scenario: &Scenario,
         entry: &str,
@@ -372,11 +383,36 @@ impl Shoppers {
             recorder.steps(),
             SystemTime::now() - events.origin().elapsed(),
         )?;
-        let attack =
-            load::attack(&scenario.load, entry, &ctx).map_err(|e| Error::Load(e.to_string()))?;
+        let mut engine = match scenario.load.generators {
+            None => Engine::InProcess(Box::new(
+                load::attack(&scenario.load, entry, &ctx)
+                    .map_err(|e| Error::Load(e.to_string()))?,
+            )),
+            Some(g) => {
+                let common = shard::Common {
+                    entry,
+                    run_id: &ctx.run_id,
+                    catalogue_size: ctx.catalogue_size,
+                    expected_interval_ms: ctx.expected_interval.as_millis() as u64,
+                };
+                let plans = shard::plans(&scenario.load, g.shards, &ctx.accounts, &common);
+                Engine::Shards(LocalShards::spawn(plans, run_dir, events.origin()).await?)
+            }
+        };
         let load_started_s = events.origin().elapsed().as_secs_f64().ceil() as u64;
         let load_start = events.origin() + Duration::from_secs(load_started_s);
         tokio::time::sleep_until(load_start.into()).await;
+        let source: Arc<dyn crate::record::SecondSource> = match &mut engine {
+            Engine::InProcess(_) => recorder,
+            Engine::Shards(shards) => {
+                let window = scenario.load.measured_window();
+                let window = (window.start + load_started_s, window.end + load_started_s);
+                shards
+                    .start(Duration::from_secs(load_started_s), window)
+                    .await;
+                shards.merged.clone()
+            }
+        };
         events.emit(EventKind::LoadStarted {
             peak_users: scenario.load.peak_users(),
             plan: Some(load::test_plan(&scenario.load)),
@@ -391,7 +427,7 @@ impl Shoppers {
         let abort = CancellationToken::new();
         let collector = tokio::spawn(
             Collector {
-                recorder,
+                recorder: source,
                 writer,
                 load: scenario.load.clone(),
                 load_started_s,
@@ -404,7 +440,7 @@ impl Shoppers {
         );
         Ok(Self {
             ctx,
-            attack,
+            engine,
             load_started_s,
             load_start,
             load_done,
@@ -415,15 +451,40 @@ impl Shoppers {
     }
 }
 
-/// Runs goose until its plan ends, a stop rule aborts it or `stop`; the
-/// fault schedule stops as soon as the load does (`chaos_stop`). goose then
-/// gets up to 15 s to stop its shoppers.
+/// Runs the load until its plan ends, a stop rule aborts it or `stop`; the
+/// fault schedule stops as soon as the load does (`chaos_stop`). goose (or
+/// each shard) then gets up to 15 s to stop its shoppers.
+/// The shards come back, to say what each did.
 async fn shop_until_done(
-    attack: goose::GooseAttack,
+    engine: Engine,
     stop: &CancellationToken,
     abort: &CancellationToken,
     chaos_stop: &CancellationToken,
     load_done: &CancellationToken,
+) -> (Result<()>, Option<LocalShards>) {
+    let (outcome, shards) = match engine {
+        Engine::InProcess(attack) => (in_process(*attack, stop, abort, chaos_stop).await, None),
+        Engine::Shards(mut shards) => {
+            tokio::select! {
+                _ = shards.finished() => {},
+                _ = stop.cancelled() => {},
+                _ = abort.cancelled() => {},
+            }
+            chaos_stop.cancel();
+            shards.stop().await;
+            let _ = tokio::time::timeout(Duration::from_secs(20), shards.finished()).await;
+            (Ok(()), Some(shards))
+        }
+    };
+    load_done.cancel();
+    (outcome, shards)
+}
+
+async fn in_process(
+    attack: goose::GooseAttack,
+    stop: &CancellationToken,
+    abort: &CancellationToken,
+    chaos_stop: &CancellationToken,
 ) -> Result<()> {
     let execute = attack.execute();
     tokio::pin!(execute);
@@ -438,7 +499,6 @@ async fn shop_until_done(
         goose::trigger_killswitch("gameday: the run was stopped");
         let _ = tokio::time::timeout(Duration::from_secs(15), &mut execute).await;
     }
-    load_done.cancel();
     outcome
 }
 
@@ -458,9 +518,13 @@ async fn load_and_chaos(
     let quiet = StdoutTo::file(&run_dir.join("goose.log"));
     let chaos_stop = CancellationToken::new();
     let chaos_plan = chaos::schedule(&scenario.faults, scenario.load.length());
-    let (outcome, (), costs) = tokio::join!(
+    let shard_pids = match &shoppers.engine {
+        Engine::Shards(s) => s.pids.clone(),
+        Engine::InProcess(_) => Vec::new(),
+    };
+    let ((outcome, shards), (), costs) = tokio::join!(
         shop_until_done(
-            shoppers.attack,
+            shoppers.engine,
             stop,
             &shoppers.abort,
             &chaos_stop,
@@ -474,7 +538,13 @@ async fn load_and_chaos(
             shoppers.load_start,
             chaos_stop.clone(),
         ),
-        cost::sample(platform, events, run_dir, shoppers.load_done.clone()),
+        cost::sample(
+            platform,
+            events,
+            run_dir,
+            &shard_pids,
+            shoppers.load_done.clone()
+        ),
     );
     if let Err(e) = costs {
         tracing::warn!(error = %e, "cost samples were not recorded");
@@ -493,19 +563,91 @@ async fn load_and_chaos(
     let _ = shoppers.prober.await;
     events.emit(EventKind::LoadStopped {});
     let (health, fired) = collected?;
-    let acknowledged = shoppers
-        .ctx
-        .acknowledged
-        .lock()
-        .map(|v| v.clone())
-        .unwrap_or_default();
+    let (acknowledged, shards) = match shards {
+        Some(shards) => (shards.acknowledged(), shard_lines(&shards)),
+        None => (
+            shoppers
+                .ctx
+                .acknowledged
+                .lock()
+                .map(|v| v.clone())
+                .unwrap_or_default(),
+            Vec::new(),
+        ),
+    };
     Ok(Loaded {
         health,
         fired,
         load_started_s: shoppers.load_started_s,
         acknowledged,
+        shards,
         error: outcome.err(),
     })
+}
+
+/// A line per shard: what it sent, its health, what is missing from it.
+fn shard_lines(shards: &LocalShards) -> Vec<ShardLine> {
+    let Ok(m) = shards.merged.merger.lock() else {
+        return Vec::new();
+    };
+    let missing = m.missing();
+    m.ends()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (end, requests))| {
+            let mut line = ShardLine {
+                index: i as u32,
+                requests,
+                ..ShardLine::default()
+            };
+            match end {
+                shard::merge::ShardEnd::Done(h) => {
+                    line.cpu_percent_max = Some(h.cpu_percent_max);
+                    line.lag_ms_p99 = Some(h.lag_ms_p99);
+                    line.saturated = Some(h.saturated);
+                    line.peak_rss_mb = h.peak_rss_mb;
+                }
+                shard::merge::ShardEnd::Lost(why) => line.lost = Some(why),
+                shard::merge::ShardEnd::Running => line.lost = Some("it never finished".into()),
+            }
+            if let Some(m) = missing.iter().find(|m| m.shard == i as u32) {
+                line.missing_from_s = m.from_s;
+                line.gaps = m.gaps.clone();
+            }
+            line
+        })
+        .collect()
+}
+
+/// The load generator's health: this process's, or with shards the worst
+/// shard's (a saturated shard, or this coordinator, saturates the run).
+fn load_generator(health: &Health, shards: Vec<ShardLine>) -> LoadGenerator {
+    if shards.is_empty() {
+        return LoadGenerator {
+            cpu_percent_max: Some(health.cpu_percent_max),
+            saturated: Some(health.saturated),
+            lag_ms_p99: Some(health.lag_ms_p99),
+            shards,
+        };
+    }
+    let worst = |f: fn(&ShardLine) -> Option<f64>| {
+        shards
+            .iter()
+            .filter_map(f)
+            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
+    };
+    let any_saturated = shards.iter().any(|s| s.saturated == Some(true));
+    let all_measured = shards.iter().all(|s| s.saturated.is_some());
+    LoadGenerator {
+        cpu_percent_max: worst(|s| s.cpu_percent_max),
+        lag_ms_p99: worst(|s| s.lag_ms_p99).map(|l| l.max(health.lag_ms_p99)),
+        saturated: if any_saturated || health.saturated {
+            Some(true)
+        } else {
+            all_measured.then_some(false)
+        },
+        shards,
+    }
 }
 
 /// Sends this process's stdout to a file until dropped.

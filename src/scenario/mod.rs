@@ -41,20 +41,41 @@ pub struct Scenario {
     pub report_dir: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Load {
     pub stages: Vec<Stage>,
     pub think_time: (Duration, Duration),
     pub journeys: Vec<(Journey, u32)>,
+    /// Where the shoppers run: None is in this process.
+    #[serde(default)]
+    pub generators: Option<Generators>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// `load.generators`: the shoppers spread over `shards` load generators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Generators {
+    pub shards: u32,
+    pub platform: GeneratorPlatform,
+}
+
+/// Where the shards run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneratorPlatform {
+    /// Processes on this machine (`gameday shard`).
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stage {
     pub users: u32,
     pub over: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Journey {
     Browse,
     Buy,

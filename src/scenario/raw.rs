@@ -7,8 +7,9 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 use super::{
-    BlastRadius, Fault, FaultKind, Journey, Load, NetworkEffect, PartitionMode, Percentile,
-    Scenario, Schedule, Slo, Stage, StopRule, parse_duration, parse_percent,
+    BlastRadius, Fault, FaultKind, GeneratorPlatform, Generators, Journey, Load, NetworkEffect,
+    PartitionMode, Percentile, Scenario, Schedule, Slo, Stage, StopRule, parse_duration,
+    parse_percent,
     stop_rule::parse_stop_rule,
     target::{PlatformSpec, RawTarget},
 };
@@ -35,6 +36,14 @@ struct RawLoad {
     stages: Vec<RawStage>,
     think_time: Option<String>,
     journeys: Option<BTreeMap<String, u32>>,
+    generators: Option<RawGenerators>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGenerators {
+    shards: u32,
+    platform: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,10 +343,55 @@ fn validate_load(p: &mut Problems, raw: RawLoad) -> Option<Load> {
             "the weights sum to zero: at least one journey needs a weight above 0",
         );
     }
+    let peak = stages.iter().map(|s| s.users).max().unwrap_or(0);
+    let generators = raw.generators.and_then(|g| validate_generators(p, g, peak));
     (stages.len() == raw.stages.len()).then_some(Load {
         stages,
         think_time,
         journeys,
+        generators,
+    })
+}
+
+/// `load.generators`: 1 to 64 shards, no more than the peak shoppers.
+fn validate_generators(p: &mut Problems, raw: RawGenerators, peak: u32) -> Option<Generators> {
+    let platform = match raw.platform.as_deref().unwrap_or("local") {
+        "local" => Some(GeneratorPlatform::Local),
+        "kubernetes" => {
+            p.add(
+                "load.generators.platform",
+                "shards on kubernetes (an Indexed Job) are not built yet: use `local`",
+            );
+            None
+        }
+        other => {
+            p.add(
+                "load.generators.platform",
+                format!("expected local, got `{other}`"),
+            );
+            None
+        }
+    };
+    if !(1..=64).contains(&raw.shards) {
+        p.add(
+            "load.generators.shards",
+            format!("expected 1 to 64 shards, got {}", raw.shards),
+        );
+        return None;
+    }
+    if raw.shards > peak {
+        p.add(
+            "load.generators.shards",
+            format!(
+                "expected no more shards than the peak shoppers ({peak}), got {}",
+                raw.shards
+            ),
+        );
+        return None;
+    }
+    platform.map(|platform| Generators {
+        shards: raw.shards,
+        platform,
     })
 }
 

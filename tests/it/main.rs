@@ -14,6 +14,7 @@ mod manifests;
 mod network;
 mod report;
 mod run;
+mod shards;
 mod shop;
 mod support;
 mod verdict;

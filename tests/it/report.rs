@@ -147,6 +147,7 @@ fn finished_run() -> RunInfo {
             cpu_percent_max: Some(20.0),
             saturated: Some(false),
             lag_ms_p99: Some(2.0),
+            shards: Vec::new(),
         },
         ..RunInfo::default()
     }

@@ -156,7 +156,7 @@ pub fn render(input: &Input<'_>) -> String {
     let lg = &s.load_generator;
     let _ = write!(
         h,
-        "<h2 id=\"load-generator\">Load generator (measured window)</h2><p>peak CPU {}; timer lag p99 {}; {}</p></main></body></html>",
+        "<h2 id=\"load-generator\">Load generator (measured window)</h2><p>peak CPU {}; timer lag p99 {}; {}</p>",
         lg.cpu_percent_max
             .map(|c| format!("{c:.0}% of one core"))
             .unwrap_or_else(|| "not measured".into()),
@@ -167,5 +167,7 @@ pub fn render(input: &Input<'_>) -> String {
             None => "saturation not measured",
         },
     );
+    tables::shards(&mut h, s);
+    h.push_str("</main></body></html>");
     h
 }

@@ -281,6 +281,39 @@ pub(super) fn orders(h: &mut String, s: &Summary) {
     );
 }
 
+/// A distributed load's shards, one row each (nothing without shards).
+pub(super) fn shards(h: &mut String, s: &Summary) {
+    let shards = &s.load_generator.shards;
+    if shards.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<h3 id=\"shards\">Shards ({}), merged above</h3><table><tr><th>shard</th><th>requests</th><th>peak CPU</th><th>timer lag p99</th><th>peak memory</th><th>state</th></tr>",
+        shards.len()
+    );
+    for line in shards {
+        let state = match (&line.lost, line.saturated) {
+            (Some(why), _) => format!("LOST: {}", esc(why)),
+            (None, Some(true)) => "SATURATED".into(),
+            (None, Some(false)) => "ok".into(),
+            (None, None) => "not measured".into(),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{state}</td></tr>",
+            line.index,
+            line.requests,
+            line.cpu_percent_max
+                .map_or("-".into(), |c| format!("{c:.0}% of one core")),
+            ms(line.lag_ms_p99),
+            line.peak_rss_mb
+                .map_or("-".into(), |m| format!("{m:.0} MiB")),
+        );
+    }
+    h.push_str("</table>");
+}
+
 pub(super) fn cost(h: &mut String, s: &Summary) {
     let _ = write!(h, "<h2 id=\"cost\">Cost (measured window)</h2>");
     let Some(c) = &s.cost else {
