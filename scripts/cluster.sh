@@ -23,7 +23,8 @@
 #                       missing HOST_PACKAGES too); images is the same
 #   packages            install the missing HOST_PACKAGES (apt-get; build does too)
 #   shop-image [DIR]    rebuild gameday-shop:0.1.0 from DIR's shop-* binaries
-#                       and import it into every running node
+#                       (and gameday, for load.generators shards) and import
+#                       it into every running node
 #   kubeconfig          print the kubeconfig path and how to use it
 #   env                 print the versions, paths and addresses it uses
 #   pin                 rewrite scripts/cluster/go.mod from versions.env
@@ -296,7 +297,8 @@ SHOP_SERVICES="web user catalogue cart orders shipping"
 
 shop_stamp() { # DIR
   local s
-  for s in $SHOP_SERVICES; do stat -c '%n %s %Y' "$1/shop-$s"; done | sha256sum | cut -c1-16
+  { for s in $SHOP_SERVICES; do stat -c '%n %s %Y' "$1/shop-$s"; done
+    [ -x "$1/gameday" ] && stat -c '%n %s %Y' "$1/gameday"; } | sha256sum | cut -c1-16
 }
 
 shop_image_current() { # DIR
@@ -314,9 +316,18 @@ build_shop_image() { # [DIR]
   local root=$CACHE/rootfs/shop.tmp lib
   rm -rf "$root"; mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$root/bin"
   chmod 1777 "$root/tmp"
-  for s in $SHOP_SERVICES; do cp "$dir/shop-$s" "$root/usr/local/bin/"; done
+  local bins=""
+  for s in $SHOP_SERVICES; do cp "$dir/shop-$s" "$root/usr/local/bin/"; bins="$bins $dir/shop-$s"; done
+  # gameday itself, for the shards of load.generators (platform: kubernetes),
+  # without its debug info (a debug build's is most of its size).
+  if [ -x "$dir/gameday" ]; then
+    strip --strip-debug -o "$root/usr/local/bin/gameday" "$dir/gameday"
+    bins="$bins $dir/gameday"
+  else
+    say "no $dir/gameday: $SHOP_IMAGE has no gameday, so it cannot run load.generators shards"
+  fi
   # The libraries the binaries link (ldd), at the paths they are found.
-  for lib in $(for s in $SHOP_SERVICES; do ldd "$dir/shop-$s"; done | grep -o '/[^ ]*' | sort -u); do
+  for lib in $(for s in $bins; do ldd "$s"; done | grep -o '/[^ ]*' | sort -u); do
     mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"
   done
   # A shell for the image's default command (as debian:bookworm-slim has).
@@ -328,6 +339,11 @@ nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
 EOF
   printf 'root:x:0:\nshop:x:10001:\nnogroup:x:65534:\n' > "$root/etc/group"
   printf 'hosts: files dns\n' > "$root/etc/nsswitch.conf"
+  # The CA bundle: gameday's HTTP client (rustls with the platform's roots)
+  # will not build without one, and an https:// entry needs it.
+  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    mkdir -p "$root/etc/ssl/certs"; cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  fi
   python3 "$CLDIR/oci-image.py" -o "$out" --tag "$SHOP_IMAGE" --layer "$root" \
     --user 10001:10001 --env SHOP_BIND=0.0.0.0 \
     --expose 8080 --expose 8081 --expose 8082 --expose 8083 --expose 8084 --expose 8085 \

@@ -10,7 +10,8 @@ use crate::{
     chaos,
     platform::{Inventory, Platform, Support, Target},
     scenario::{
-        BlastRadius, FaultKind, Metric, NetworkEffect, Op, PartitionMode, Scenario, Schedule,
+        BlastRadius, FaultKind, GeneratorPlatform, Metric, NetworkEffect, Op, PartitionMode,
+        Scenario, Schedule,
     },
     shop::SERVICES,
 };
@@ -289,15 +290,31 @@ fn load_section(o: &mut String, s: &Scenario) {
         d(load.think_time.0),
         d(load.think_time.1)
     );
-    if let Some(g) = load.generators {
+    if let Some(g) = &load.generators {
         let peak = load.peak_users();
-        let _ = writeln!(
-            o,
-            "  generators: {} shards, `gameday shard` processes on this machine ({}..{} shoppers each at the peak), merged second by second; a lost shard makes the verdict inconclusive",
-            g.shards,
-            crate::load::shard::share(peak, g.shards - 1, g.shards),
+        let (most, fewest) = (
             crate::load::shard::share(peak, 0, g.shards),
+            crate::load::shard::share(peak, g.shards - 1, g.shards),
         );
+        let _ = match &g.platform {
+            GeneratorPlatform::Local => writeln!(
+                o,
+                "  generators: {} shards, `gameday shard` processes on this machine ({fewest}..{most} shoppers each at the peak), merged second by second; a lost shard makes the verdict inconclusive",
+                g.shards,
+            ),
+            GeneratorPlatform::Kubernetes(k) => writeln!(
+                o,
+                "  generators: {} shards ({fewest}..{most} shoppers each at the peak) as the pods of one Indexed Job `{}` in namespace {} of context {} (image {}, requesting {} CPU and {} memory each), shopping at {}; created at the load's start, deleted at its end; merged second by second; a lost shard makes the verdict inconclusive",
+                g.shards,
+                crate::load::shard::kubernetes::JOB_NAME_PREFIX.to_string() + "<run>",
+                k.namespace,
+                k.context.as_deref().unwrap_or("(the current one)"),
+                k.image,
+                k.cpu,
+                k.memory,
+                k.entry_url,
+            ),
+        };
     }
 }
 

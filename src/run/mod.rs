@@ -31,13 +31,13 @@ use crate::{
     load::{
         self, LoadContext, Step,
         monitor::Health,
-        shard::{self, local::LocalShards},
+        shard::{self, coordinator::Shards},
     },
     observe::{audit, prober::Prober},
     platform::{self, Platform, Purpose},
     record::{Recorder, TimelineWriter},
     report::{self, LoadGenerator, RunInfo, ShardLine, Summary, summary::LoadEnd},
-    scenario::{Journey, Scenario, StopRule},
+    scenario::{GeneratorPlatform, Journey, Scenario, StopRule},
     shop,
 };
 
@@ -352,7 +352,7 @@ enum Engine {
     /// goose, in this process.
     InProcess(Box<goose::GooseAttack>),
     /// Shards (`load.generators`), each with its share of the shoppers.
-    Shards(LocalShards),
+    Shards(Shards),
 }
 
 impl Shoppers {
@@ -383,20 +383,38 @@ impl Shoppers {
             recorder.steps(),
             SystemTime::now() - events.origin().elapsed(),
         )?;
-        let mut engine = match scenario.load.generators {
+        let mut engine = match &scenario.load.generators {
             None => Engine::InProcess(Box::new(
                 load::attack(&scenario.load, entry, &ctx)
                     .map_err(|e| Error::Load(e.to_string()))?,
             )),
             Some(g) => {
+                let shard_entry = match &g.platform {
+                    GeneratorPlatform::Local => entry,
+                    GeneratorPlatform::Kubernetes(k) => k.entry_url.as_str(),
+                };
                 let common = shard::Common {
-                    entry,
+                    entry: shard_entry,
                     run_id: &ctx.run_id,
                     catalogue_size: ctx.catalogue_size,
                     expected_interval_ms: ctx.expected_interval.as_millis() as u64,
                 };
                 let plans = shard::plans(&scenario.load, g.shards, &ctx.accounts, &common);
-                Engine::Shards(LocalShards::spawn(plans, run_dir, events.origin()).await?)
+                Engine::Shards(match &g.platform {
+                    GeneratorPlatform::Local => {
+                        shard::local::spawn(plans, run_dir, events.origin()).await?
+                    }
+                    GeneratorPlatform::Kubernetes(k) => {
+                        shard::kubernetes::spawn(
+                            plans,
+                            k,
+                            &ctx.run_id,
+                            scenario.load.length(),
+                            events.origin(),
+                        )
+                        .await?
+                    }
+                })
             }
         };
         let load_started_s = events.origin().elapsed().as_secs_f64().ceil() as u64;
@@ -461,7 +479,7 @@ async fn shop_until_done(
     abort: &CancellationToken,
     chaos_stop: &CancellationToken,
     load_done: &CancellationToken,
-) -> (Result<()>, Option<LocalShards>) {
+) -> (Result<()>, Option<Shards>) {
     let (outcome, shards) = match engine {
         Engine::InProcess(attack) => (in_process(*attack, stop, abort, chaos_stop).await, None),
         Engine::Shards(mut shards) => {
@@ -473,6 +491,7 @@ async fn shop_until_done(
             chaos_stop.cancel();
             shards.stop().await;
             let _ = tokio::time::timeout(Duration::from_secs(20), shards.finished()).await;
+            shards.close().await;
             (Ok(()), Some(shards))
         }
     };
@@ -586,7 +605,7 @@ async fn load_and_chaos(
 }
 
 /// A line per shard: what it sent, its health, what is missing from it.
-fn shard_lines(shards: &LocalShards) -> Vec<ShardLine> {
+fn shard_lines(shards: &Shards) -> Vec<ShardLine> {
     let Ok(m) = shards.merged.merger.lock() else {
         return Vec::new();
     };

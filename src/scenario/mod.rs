@@ -52,18 +52,37 @@ pub struct Load {
 }
 
 /// `load.generators`: the shoppers spread over `shards` load generators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Generators {
     pub shards: u32,
     pub platform: GeneratorPlatform,
 }
 
 /// Where the shards run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GeneratorPlatform {
     /// Processes on this machine (`gameday shard`).
     Local,
+    /// Pods of one Indexed Job on a Kubernetes cluster.
+    Kubernetes(KubernetesGenerators),
+}
+
+/// `load.generators` with `platform: kubernetes`: where the Job runs and
+/// what its pods run. Defaults come from a Kubernetes target.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KubernetesGenerators {
+    /// The kubeconfig context (None: the current one).
+    pub context: Option<String>,
+    pub namespace: String,
+    /// An image with `gameday` on its PATH.
+    pub image: String,
+    /// Where the shards' shoppers enter, as seen from inside the cluster.
+    pub entry_url: String,
+    /// Each shard's CPU request and memory request and limit (Kubernetes
+    /// quantities; no CPU limit, which would throttle it in bursts).
+    pub cpu: String,
+    pub memory: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

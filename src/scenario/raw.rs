@@ -7,9 +7,9 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 use super::{
-    BlastRadius, Fault, FaultKind, GeneratorPlatform, Generators, Journey, Load, NetworkEffect,
-    PartitionMode, Percentile, Scenario, Schedule, Slo, Stage, StopRule, parse_duration,
-    parse_percent,
+    BlastRadius, Fault, FaultKind, GeneratorPlatform, Generators, Journey, KubernetesGenerators,
+    Load, NetworkEffect, PartitionMode, Percentile, Scenario, Schedule, Slo, Stage, StopRule,
+    parse_duration, parse_percent,
     stop_rule::parse_stop_rule,
     target::{PlatformSpec, RawTarget},
 };
@@ -40,10 +40,22 @@ struct RawLoad {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawGenerators {
     shards: u32,
     platform: Option<String>,
+    context: Option<String>,
+    namespace: Option<String>,
+    image: Option<String>,
+    entry_url: Option<String>,
+    resources: Option<RawShardResources>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShardResources {
+    cpu: Option<String>,
+    memory: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,7 +240,7 @@ pub(crate) fn validate(raw: RawScenario) -> Result<Scenario, Vec<(String, String
         }
     };
     let load = match raw.load {
-        Some(l) => validate_load(&mut p, l),
+        Some(l) => validate_load(&mut p, l, &target),
         None => {
             p.add("load", "expected a load section with stages");
             None
@@ -276,7 +288,7 @@ pub(crate) fn validate(raw: RawScenario) -> Result<Scenario, Vec<(String, String
     }
 }
 
-fn validate_load(p: &mut Problems, raw: RawLoad) -> Option<Load> {
+fn validate_load(p: &mut Problems, raw: RawLoad, target: &PlatformSpec) -> Option<Load> {
     if raw.stages.is_empty() {
         p.add(
             "load.stages",
@@ -344,7 +356,9 @@ fn validate_load(p: &mut Problems, raw: RawLoad) -> Option<Load> {
         );
     }
     let peak = stages.iter().map(|s| s.users).max().unwrap_or(0);
-    let generators = raw.generators.and_then(|g| validate_generators(p, g, peak));
+    let generators = raw
+        .generators
+        .and_then(|g| validate_generators(p, g, peak, target));
     (stages.len() == raw.stages.len()).then_some(Load {
         stages,
         think_time,
@@ -354,44 +368,159 @@ fn validate_load(p: &mut Problems, raw: RawLoad) -> Option<Load> {
 }
 
 /// `load.generators`: 1 to 64 shards, no more than the peak shoppers.
-fn validate_generators(p: &mut Problems, raw: RawGenerators, peak: u32) -> Option<Generators> {
-    let platform = match raw.platform.as_deref().unwrap_or("local") {
-        "local" => Some(GeneratorPlatform::Local),
-        "kubernetes" => {
+fn validate_generators(
+    p: &mut Problems,
+    raw: RawGenerators,
+    peak: u32,
+    target: &PlatformSpec,
+) -> Option<Generators> {
+    let RawGenerators {
+        shards,
+        platform,
+        context,
+        namespace,
+        image,
+        entry_url,
+        resources,
+    } = raw;
+    let keys = RawKubernetesGenerators {
+        context,
+        namespace,
+        image,
+        entry_url,
+        resources,
+    };
+    let platform = match platform.as_deref().unwrap_or("local") {
+        "local" if keys.any() => {
             p.add(
-                "load.generators.platform",
-                "shards on kubernetes (an Indexed Job) are not built yet: use `local`",
+                "load.generators",
+                "context, namespace, image, entry-url and resources are for `platform: kubernetes`",
             );
             None
         }
+        "local" => Some(GeneratorPlatform::Local),
+        "kubernetes" => kubernetes_generators(p, keys, target).map(GeneratorPlatform::Kubernetes),
         other => {
             p.add(
                 "load.generators.platform",
-                format!("expected local, got `{other}`"),
+                format!("expected local or kubernetes, got `{other}`"),
             );
             None
         }
     };
-    if !(1..=64).contains(&raw.shards) {
+    if !(1..=64).contains(&shards) {
         p.add(
             "load.generators.shards",
-            format!("expected 1 to 64 shards, got {}", raw.shards),
+            format!("expected 1 to 64 shards, got {shards}"),
         );
         return None;
     }
-    if raw.shards > peak {
+    if shards > peak {
         p.add(
             "load.generators.shards",
-            format!(
-                "expected no more shards than the peak shoppers ({peak}), got {}",
-                raw.shards
-            ),
+            format!("expected no more shards than the peak shoppers ({peak}), got {shards}"),
         );
         return None;
     }
-    platform.map(|platform| Generators {
-        shards: raw.shards,
-        platform,
+    platform.map(|platform| Generators { shards, platform })
+}
+
+/// The keys of `platform: kubernetes`, as written.
+struct RawKubernetesGenerators {
+    context: Option<String>,
+    namespace: Option<String>,
+    image: Option<String>,
+    entry_url: Option<String>,
+    resources: Option<RawShardResources>,
+}
+
+impl RawKubernetesGenerators {
+    fn any(&self) -> bool {
+        self.context.is_some()
+            || self.namespace.is_some()
+            || self.image.is_some()
+            || self.entry_url.is_some()
+            || self.resources.is_some()
+    }
+}
+
+/// `platform: kubernetes`: a Kubernetes target gives the context, the
+/// namespace, the image and the in-cluster entry (its Service `web`);
+/// with any other target they must be written.
+fn kubernetes_generators(
+    p: &mut Problems,
+    raw: RawKubernetesGenerators,
+    target: &PlatformSpec,
+) -> Option<KubernetesGenerators> {
+    let k8s = match target {
+        PlatformSpec::Kubernetes(t) => Some(t),
+        _ => None,
+    };
+    let namespace = raw.namespace.or_else(|| k8s.map(|t| t.namespace.clone()));
+    let image = raw.image.or_else(|| k8s.and_then(|t| t.image.clone()));
+    let entry_url = raw.entry_url.or_else(|| {
+        namespace
+            .as_ref()
+            .filter(|_| k8s.is_some())
+            .map(|ns| format!("http://web.{ns}.svc"))
+    });
+    let mut ok = true;
+    for (key, value, why) in [
+        ("namespace", &namespace, "the namespace the Job runs in"),
+        (
+            "image",
+            &image,
+            "an image with `gameday` on its PATH (target.image when the target is kubernetes)",
+        ),
+        (
+            "entry-url",
+            &entry_url,
+            "where the shards' shoppers enter, as seen from inside the cluster",
+        ),
+    ] {
+        if value.is_none() {
+            p.add(format!("load.generators.{key}"), format!("expected {why}"));
+            ok = false;
+        }
+    }
+    if let Some(url) = &entry_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        p.add(
+            "load.generators.entry-url",
+            format!("expected an http:// or https:// URL, got `{url}`"),
+        );
+        ok = false;
+    }
+    let resources = raw.resources.unwrap_or(RawShardResources {
+        cpu: None,
+        memory: None,
+    });
+    let cpu = resources.cpu.unwrap_or_else(|| "500m".into());
+    let memory = resources.memory.unwrap_or_else(|| "512Mi".into());
+    for (key, value) in [("cpu", &cpu), ("memory", &memory)] {
+        let quantity = value
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<f64>()
+            .is_ok_and(|v| v > 0.0);
+        if !quantity {
+            p.add(
+                format!("load.generators.resources.{key}"),
+                format!("expected a Kubernetes quantity such as 500m or 512Mi, got `{value}`"),
+            );
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(KubernetesGenerators {
+        context: raw.context.or_else(|| k8s.and_then(|t| t.context.clone())),
+        namespace: namespace?,
+        image: image?,
+        entry_url: entry_url?,
+        cpu,
+        memory,
     })
 }
 

@@ -326,3 +326,46 @@ fn a_network_fault_on_a_link_the_shop_does_not_have_is_refused() {
         "{e:?}"
     );
 }
+
+#[test]
+fn kubernetes_generators_take_their_cluster_image_and_entry_from_a_kubernetes_target() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/kubernetes-shards.yaml"
+    ))
+    .unwrap();
+    let s = Scenario::parse(Path::new("kubernetes-shards.yaml"), &text).unwrap();
+    let g = s.load.generators.expect("generators");
+    assert_eq!(g.shards, 4);
+    let GeneratorPlatform::Kubernetes(k) = g.platform else {
+        panic!("not kubernetes: {:?}", g.platform);
+    };
+    assert_eq!(k.context.as_deref(), Some("gameday-local"));
+    assert_eq!(k.namespace, "gameday-shop");
+    assert_eq!(k.image, "gameday-shop:0.1.0");
+    assert_eq!(k.entry_url, "http://web.gameday-shop.svc");
+    assert_eq!((k.cpu.as_str(), k.memory.as_str()), ("250m", "256Mi"));
+}
+
+#[test]
+fn kubernetes_generators_off_a_kubernetes_target_need_their_namespace_image_and_entry() {
+    let text = "name: t\nload:\n  stages:\n    - { users: 10, over: 10s }\n  generators: { shards: 2, platform: kubernetes, resources: { cpu: lots } }\n";
+    let e = errors(text);
+    let keys: Vec<&str> = e.iter().filter_map(|e| e.key.as_deref()).collect();
+    for key in [
+        "load.generators.namespace",
+        "load.generators.image",
+        "load.generators.entry-url",
+        "load.generators.resources.cpu",
+    ] {
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
+    assert!(e.iter().all(|e| e.position.is_some()), "located: {e:?}");
+    let local = "name: t\nload:\n  stages:\n    - { users: 10, over: 10s }\n  generators: { shards: 2, image: x }\n";
+    let e = errors(local);
+    assert!(
+        e.iter()
+            .any(|e| e.message.contains("for `platform: kubernetes`")),
+        "{e:?}"
+    );
+}

@@ -107,11 +107,16 @@ fn required(name: &str) -> String {
 /// and the entry (GAMEDAY_TEST_KUBE_ENTRY_URL, default the scenario's: the
 /// load balancer scripts/cluster.sh runs in front of every node).
 fn smoke_on_the_cluster(dir: &Path) -> std::path::PathBuf {
+    on_the_cluster(dir, "kubernetes-smoke")
+}
+
+/// scenarios/NAME.yaml, made for the cluster as [`smoke_on_the_cluster`].
+fn on_the_cluster(dir: &Path, name: &str) -> std::path::PathBuf {
     let context = required("GAMEDAY_TEST_KUBECONTEXT");
     let namespace = format!("gameday-e2e-{}", std::process::id());
-    let mut text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scenarios/kubernetes-smoke.yaml"
+    let mut text = std::fs::read_to_string(format!(
+        "{}/scenarios/{name}.yaml",
+        env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
     let mut swap = |from: &str, to: String| {
@@ -130,7 +135,7 @@ fn smoke_on_the_cluster(dir: &Path) -> std::path::PathBuf {
         );
     }
     swap("dir: reports", format!("dir: {}", dir.display()));
-    let scenario = dir.join("kubernetes-smoke.yaml");
+    let scenario = dir.join(format!("{name}.yaml"));
     std::fs::write(&scenario, text).unwrap();
     scenario
 }
@@ -181,6 +186,228 @@ fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
     assert!(
         faults.iter().all(|f| f["injected_at_s"].is_number()),
         "{summary}"
+    );
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+}
+
+/// The summary.json of the one run under `dir`.
+fn summary_in(dir: &Path) -> serde_json::Value {
+    let path = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("summary.json"))
+        .find(|p| p.exists())
+        .expect("summary.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The total requests of every second of the run's timeline.
+fn timeline_total(dir: &Path) -> u64 {
+    let path = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("timeline.jsonl"))
+        .find(|p| p.exists())
+        .expect("timeline.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let second: serde_json::Value = serde_json::from_str(line).unwrap();
+            second["steps"]
+                .as_object()
+                .map(|steps| {
+                    steps
+                        .values()
+                        .map(|s| s["requests"].as_u64().unwrap())
+                        .sum::<u64>()
+                })
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// The cluster the environment names, through kube (as gameday reaches it).
+fn kube_client(rt: &tokio::runtime::Runtime) -> kube::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let context = required("GAMEDAY_TEST_KUBECONTEXT");
+    rt.block_on(async {
+        let options = kube::config::KubeConfigOptions {
+            context: Some(context),
+            ..Default::default()
+        };
+        let config = kube::Config::from_kubeconfig(&options).await.unwrap();
+        kube::Client::try_from(config).unwrap()
+    })
+}
+
+const SHARD_PODS: &str = "app.kubernetes.io/component=load-generator";
+
+/// The names of the shards' Jobs and pods left in `namespace`.
+fn shard_objects(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    namespace: &str,
+) -> Vec<String> {
+    use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
+    use kube::{Api, ResourceExt, api::ListParams};
+    rt.block_on(async {
+        let selector = ListParams::default().labels(SHARD_PODS);
+        let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let mut names: Vec<String> = jobs
+            .list(&selector)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|j| format!("job/{}", j.name_any()))
+            .collect();
+        names.extend(
+            pods.list(&selector)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|p| format!("pod/{}", p.name_any())),
+        );
+        names
+    })
+}
+
+/// Four shards as the pods of one Indexed Job, attached through the API
+/// server: their seconds add up to the run's timeline, none is lost, no
+/// order is lost, and the Job and its pods are gone after the run. Then a
+/// shard's pod deleted mid-run makes the verdict inconclusive, naming the
+/// shard, and its Job is gone too.
+#[test]
+#[ignore = "needs a cluster: GAMEDAY_TEST_KUBECONTEXT (scripts/test.sh runs it when set)"]
+fn on_a_real_cluster_four_shards_in_an_indexed_job_give_one_exact_verdict() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = kube_client(&rt);
+    let namespace = format!("gameday-e2e-{}", std::process::id());
+    let healthy = tempfile::tempdir().unwrap();
+    let scenario = on_the_cluster(healthy.path(), "kubernetes-shards");
+    let file = scenario.to_str().unwrap();
+
+    let up = gameday(&["up", "--scenario", file], None);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    let run = gameday(&["run", file, "--yes"], None);
+    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    let left_after_run = shard_objects(&rt, &client, &namespace);
+
+    // The same shop, a second run: one shard's pod deleted 25 s in.
+    let lossy = tempfile::tempdir().unwrap();
+    let lossy_scenario = on_the_cluster(lossy.path(), "kubernetes-shards");
+    let child = Command::new(env!("CARGO_BIN_EXE_gameday"))
+        .args(["run", lossy_scenario.to_str().unwrap(), "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deleted = rt.block_on(async {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::{
+            Api, ResourceExt,
+            api::{DeleteParams, ListParams},
+        };
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let selector = ListParams::default().labels(SHARD_PODS);
+        for _ in 0..240 {
+            let running: Vec<Pod> = pods
+                .list(&selector)
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .collect();
+            if running.len() == 4 {
+                tokio::time::sleep(std::time::Duration::from_secs(25)).await;
+                let victim = running
+                    .iter()
+                    .find(|p| {
+                        p.annotations()
+                            .get("batch.kubernetes.io/job-completion-index")
+                            .map(String::as_str)
+                            == Some("2")
+                    })
+                    .unwrap()
+                    .name_any();
+                pods.delete(&victim, &DeleteParams::default().grace_period(0))
+                    .await
+                    .unwrap();
+                return Some(victim);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        None
+    });
+    let lossy_run = child.wait_with_output().unwrap();
+    let left_after_lossy = shard_objects(&rt, &client, &namespace);
+    let down = gameday(&["down", "--scenario", file], None);
+
+    assert!(stdout.contains("Verdict:"), "{stdout}\n{stderr}");
+    let summary = summary_in(healthy.path());
+    crate::support::assert_exit(
+        run.status.code(),
+        &summary,
+        &[0, 3],
+        &format!("{stdout}\n{stderr}"),
+    );
+    let shards = summary["load_generator"]["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 4, "{summary}");
+    assert!(
+        shards
+            .iter()
+            .all(|s| s["lost"].is_null() && s["requests"].as_u64().unwrap() > 0),
+        "{summary}"
+    );
+    let by_shards: u64 = shards.iter().map(|s| s["requests"].as_u64().unwrap()).sum();
+    assert_eq!(
+        timeline_total(healthy.path()),
+        by_shards,
+        "the merge adds every shard's requests"
+    );
+    assert_eq!(summary["orders"]["lost"], 0, "{summary}");
+    assert!(
+        summary["orders"]["accepted"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert!(stderr.contains("created (4 pods"), "{stderr}");
+    assert!(
+        left_after_run.is_empty(),
+        "the shards' Job is deleted: {left_after_run:?}"
+    );
+
+    let victim = deleted.expect("the four shard pods ran in the second run");
+    let lossy_out = String::from_utf8_lossy(&lossy_run.stdout);
+    let lossy_summary = summary_in(lossy.path());
+    assert_eq!(
+        lossy_run.status.code(),
+        Some(5),
+        "{lossy_out}\n{}",
+        String::from_utf8_lossy(&lossy_run.stderr)
+    );
+    let reasons = lossy_summary["inconclusive"].to_string();
+    assert!(reasons.contains("shard 2 was lost"), "{reasons}");
+    assert!(
+        reasons.contains(&victim),
+        "names the pod {victim}: {reasons}"
+    );
+    assert!(
+        left_after_lossy.is_empty(),
+        "the shards' Job is deleted: {left_after_lossy:?}"
     );
     assert!(
         down.status.success(),

@@ -3,6 +3,8 @@
 //! coordinator (`gameday run`) starts them together, adds their seconds
 //! exactly ([`merge`]) and judges the run on the merged figures.
 
+pub mod coordinator;
+pub mod kubernetes;
 pub mod local;
 pub mod merge;
 pub mod wire;
