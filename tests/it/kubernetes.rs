@@ -194,41 +194,18 @@ fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
     );
 }
 
-/// The summary.json of the one run under `dir`.
-fn summary_in(dir: &Path) -> serde_json::Value {
-    let path = std::fs::read_dir(dir)
+/// The run directory of the one run under `dir`.
+fn run_in(dir: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
-        .map(|e| e.path().join("summary.json"))
-        .find(|p| p.exists())
-        .expect("summary.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        .map(|e| e.path())
+        .find(|p| p.join("summary.json").exists())
+        .expect("a run directory with summary.json")
 }
 
-/// The total requests of every second of the run's timeline.
-fn timeline_total(dir: &Path) -> u64 {
-    let path = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("timeline.jsonl"))
-        .find(|p| p.exists())
-        .expect("timeline.jsonl");
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let second: serde_json::Value = serde_json::from_str(line).unwrap();
-            second["steps"]
-                .as_object()
-                .map(|steps| {
-                    steps
-                        .values()
-                        .map(|s| s["requests"].as_u64().unwrap())
-                        .sum::<u64>()
-                })
-                .unwrap_or(0)
-        })
-        .sum()
+fn summary_of(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
 }
 
 /// The cluster the environment names, through kube (as gameday reaches it).
@@ -358,7 +335,8 @@ fn on_a_real_cluster_four_shards_in_an_indexed_job_give_one_exact_verdict() {
     let down = gameday(&["down", "--scenario", file], None);
 
     assert!(stdout.contains("Verdict:"), "{stdout}\n{stderr}");
-    let summary = summary_in(healthy.path());
+    let healthy_run = run_in(healthy.path());
+    let summary = summary_of(&healthy_run);
     crate::support::assert_exit(
         run.status.code(),
         &summary,
@@ -375,9 +353,17 @@ fn on_a_real_cluster_four_shards_in_an_indexed_job_give_one_exact_verdict() {
     );
     let by_shards: u64 = shards.iter().map(|s| s["requests"].as_u64().unwrap()).sum();
     assert_eq!(
-        timeline_total(healthy.path()),
+        crate::shards::timeline_requests(&healthy_run),
         by_shards,
         "the merge adds every shard's requests"
+    );
+    crate::shards::assert_hlog_gives_the_summary_s_percentiles(&healthy_run, &summary);
+    let faults = summary["faults"].as_array().unwrap();
+    assert!(
+        faults
+            .iter()
+            .any(|f| f["kind"] == "kill-pod" && f["injected_at_s"].is_number()),
+        "the kill-pod went in: {summary}"
     );
     assert_eq!(summary["orders"]["lost"], 0, "{summary}");
     assert!(
@@ -392,7 +378,7 @@ fn on_a_real_cluster_four_shards_in_an_indexed_job_give_one_exact_verdict() {
 
     let victim = deleted.expect("the four shard pods ran in the second run");
     let lossy_out = String::from_utf8_lossy(&lossy_run.stdout);
-    let lossy_summary = summary_in(lossy.path());
+    let lossy_summary = summary_of(&run_in(lossy.path()));
     assert_eq!(
         lossy_run.status.code(),
         Some(5),

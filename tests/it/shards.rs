@@ -103,7 +103,7 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 0.02 * a.max(b) + 0.01
 }
 
-fn timeline_requests(run: &Path) -> u64 {
+pub fn timeline_requests(run: &Path) -> u64 {
     std::fs::read_to_string(run.join("timeline.jsonl"))
         .unwrap()
         .lines()
@@ -120,6 +120,29 @@ fn timeline_requests(run: &Path) -> u64 {
                 .unwrap_or(0)
         })
         .sum()
+}
+
+/// Python's hdrh, reading run's merged latency.hlog over the measured
+/// window, gives the summary's p50, p99 and max.
+pub fn assert_hlog_gives_the_summary_s_percentiles(run: &Path, s: &Value) {
+    let window = &s["measured_window_s"];
+    let [p50, p99, max] = hdrh_percentiles(
+        run,
+        window[0].as_u64().unwrap(),
+        window[1].as_u64().unwrap(),
+    );
+    let l = &s["latency_ms"];
+    for (name, ours, theirs) in [
+        ("p50", &l["p50"], p50),
+        ("p99", &l["p99"], p99),
+        ("max", &l["max"], max),
+    ] {
+        let ours = ours.as_f64().unwrap();
+        assert!(
+            close(ours, theirs),
+            "{name}: summary {ours} ms, hdrh {theirs} ms"
+        );
+    }
 }
 
 #[test]
@@ -148,24 +171,7 @@ fn three_shards_merge_into_one_exact_record_and_one_verdict() {
     assert_eq!(timeline_requests(&run), sent);
     // An independent reader of the merged latency.hlog gives the summary's
     // figures over the measured window.
-    let window = &s["measured_window_s"];
-    let [p50, p99, max] = hdrh_percentiles(
-        &run,
-        window[0].as_u64().unwrap(),
-        window[1].as_u64().unwrap(),
-    );
-    let l = &s["latency_ms"];
-    for (name, ours, theirs) in [
-        ("p50", &l["p50"], p50),
-        ("p99", &l["p99"], p99),
-        ("max", &l["max"], max),
-    ] {
-        let ours = ours.as_f64().unwrap();
-        assert!(
-            close(ours, theirs),
-            "{name}: summary {ours} ms, hdrh {theirs} ms"
-        );
-    }
+    assert_hlog_gives_the_summary_s_percentiles(&run, &s);
     assert!(
         s["orders"]["accepted"].as_u64().unwrap() > 0,
         "{}",
