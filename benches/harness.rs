@@ -27,6 +27,8 @@
 //! (env: SECONDS=15, CPU_USERS=50, MEM_USERS=2000, MEM_THINK_MS=1000,
 //!  BF_USERS=10000, BF_RAMP=30, BF_SECONDS=60, CASES=cpu,memory,bf)
 
+mod common;
+
 use std::{
     process::Command,
     sync::{Arc, Mutex, atomic::AtomicUsize},
@@ -49,17 +51,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// (CPU seconds, peak RSS KiB) of this process so far.
-fn usage() -> (f64, u64) {
-    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .expect("getrusage");
-    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    (
-        secs(u.user_time()) + secs(u.system_time()),
-        u.max_rss() as u64,
-    )
 }
 
 fn static_target(dir: &std::path::Path, port: u16) -> String {
@@ -176,10 +167,10 @@ async fn sample_window(case: Case, socket: String) -> Value {
     let started = Instant::now();
     let (from, to) = case.window();
     tokio::time::sleep_until((started + from).into()).await;
-    let (cpu0, _) = usage();
+    let (cpu0, _) = common::usage();
     let (req0, rss0) = (target_requests(&socket), rss_kib());
     tokio::time::sleep_until((started + to).into()).await;
-    let (cpu1, _) = usage();
+    let (cpu1, _) = common::usage();
     let (req1, rss1) = (target_requests(&socket), rss_kib());
     json!({
         "window_s": (to - from).as_secs_f64(),
@@ -193,7 +184,7 @@ async fn sample_window(case: Case, socket: String) -> Value {
 async fn child(mode: &str, host: &str, socket: &str, case: Case) -> Value {
     let load = case.load();
     let plan = gameday::load::test_plan(&load);
-    let (cpu0, rss_peak0) = usage();
+    let (cpu0, rss_peak0) = common::usage();
     let rss_before = rss_kib();
     let started = Instant::now();
     let window = tokio::spawn(sample_window(case, socket.to_string()));
@@ -267,7 +258,7 @@ async fn child(mode: &str, host: &str, socket: &str, case: Case) -> Value {
             assert_eq!(failed, 0, "the static target answers every check");
         }
     };
-    let (cpu1, rss_peak1) = usage();
+    let (cpu1, rss_peak1) = common::usage();
     let mut figures = window.await.unwrap();
     figures["mode"] = mode.into();
     figures["users"] = case.users.into();

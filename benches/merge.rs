@@ -13,6 +13,8 @@
 //!
 //! Run: cargo bench --bench merge   (env: SHARDS=4,16,64 SECONDS=30 REQUESTS=1000)
 
+mod common;
+
 use std::{
     process::Command,
     time::{Duration, Instant, SystemTime},
@@ -32,17 +34,6 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-/// (CPU seconds, peak RSS KiB) of this process so far.
-fn usage() -> (f64, u64) {
-    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .expect("getrusage");
-    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    (
-        secs(u.user_time()) + secs(u.system_time()),
-        u.max_rss() as u64,
-    )
 }
 
 /// One shard's `seconds` lines, each of `requests` requests.
@@ -84,7 +75,7 @@ fn one_case(shards: u32, seconds: u64, requests: u64) {
     let mut writer =
         TimelineWriter::create(dir.path(), &steps, SystemTime::now()).expect("the timeline");
     let mut merger = Merger::new(shards, 0);
-    let (cpu0, rss0) = usage();
+    let (cpu0, rss0) = common::usage();
     let wall = Instant::now();
     let mut merged_requests = 0u64;
     for t in 0..seconds {
@@ -106,7 +97,7 @@ fn one_case(shards: u32, seconds: u64, requests: u64) {
             .sum::<u64>();
         writer.append(&done, |_| None).expect("appended");
     }
-    let (cpu1, rss1) = usage();
+    let (cpu1, rss1) = common::usage();
     assert_eq!(merged_requests, shards as u64 * seconds * requests);
     let cpu = cpu1 - cpu0;
     let per_shard_second_us = cpu * 1e6 / (shards as f64 * seconds as f64);

@@ -66,7 +66,6 @@ pub struct WireStep {
 /// What a shard measured about itself, at its end.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShardHealth {
-    pub requests: u64,
     pub cpu_percent_max: f64,
     pub lag_ms_p99: f64,
     pub saturated: bool,

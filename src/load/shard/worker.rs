@@ -167,7 +167,6 @@ async fn shop(
     }
     let health = monitor.finish();
     let health = ShardHealth {
-        requests: sent.requests,
         cpu_percent_max: health.cpu_percent_max,
         lag_ms_p99: health.lag_ms_p99,
         saturated: health.saturated,
@@ -180,7 +179,6 @@ async fn shop(
 struct Sent {
     /// The next second to send.
     next: u64,
-    requests: u64,
     /// Acknowledged, not sent yet.
     orders: Vec<String>,
     peak_rss: f64,
@@ -190,7 +188,6 @@ impl Sent {
     fn new(first: u64) -> Self {
         Self {
             next: first,
-            requests: 0,
             orders: Vec::new(),
             peak_rss: 0.0,
         }
@@ -213,7 +210,6 @@ impl Sent {
         }
         for t in self.next..last {
             let second = finished.remove(&t).unwrap_or_default();
-            self.requests += second.values().map(|s| s.requests).sum::<u64>();
             out.send(&second_to_wire(
                 t,
                 &second,
