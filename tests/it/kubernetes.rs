@@ -146,9 +146,13 @@ fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = smoke_on_the_cluster(dir.path());
     let file = scenario.to_str().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = kube_client(&rt);
+    let namespace = format!("gameday-e2e-{}", std::process::id());
 
     let up = gameday(&["up", "--scenario", file], None);
     let run = gameday(&["run", file, "--yes"], None);
+    let after = settled(&rt, &client, &namespace);
     let down = gameday(&["down", "--scenario", file], None);
 
     let up_out = String::from_utf8_lossy(&up.stdout);
@@ -183,15 +187,131 @@ fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
     );
     let faults = summary["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 2, "{summary}");
+    // What an SRE checks: each fault hit a real pod of what it names and
+    // has a measured recovery; no order lost or made twice; the cluster is
+    // whole again; nothing is left.
+    let targets = |i: usize| -> Vec<String> {
+        faults[i]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    let crashed = targets(0);
     assert!(
-        faults.iter().all(|f| f["injected_at_s"].is_number()),
-        "{summary}"
+        crashed.len() == 1 && after.cart_pods_seen.contains(&crashed[0]),
+        "kill-pod hit a cart pod of the cluster: {crashed:?}, pods seen {:?}",
+        after.cart_pods_seen
+    );
+    assert_eq!(targets(1), ["mariadb-0"], "{summary}");
+    for f in faults {
+        assert!(
+            f["injected_at_s"].is_number() && f["recovery_s"].is_number(),
+            "a measured recovery: {f}"
+        );
+    }
+    assert_eq!(summary["orders"]["lost"], 0, "{}", summary["orders"]);
+    assert_eq!(summary["orders"]["duplicated"], 0, "{}", summary["orders"]);
+    assert_eq!(
+        after.ready_nodes, 3,
+        "3 Ready nodes after the run: {after:?}"
+    );
+    assert!(
+        after.unready_statefulsets.is_empty(),
+        "every StatefulSet Ready after the run: {after:?}"
     );
     assert!(
         down.status.success(),
         "{}",
         String::from_utf8_lossy(&down.stderr)
     );
+    assert!(
+        namespace_gone(&rt, &client, &namespace),
+        "the namespace the run created is gone after down"
+    );
+}
+
+/// The cluster after a run, as an SRE would look at it.
+#[derive(Debug)]
+struct Settled {
+    ready_nodes: usize,
+    /// `name ready/wanted` of each StatefulSet not all Ready.
+    unready_statefulsets: Vec<String>,
+    /// The cart pods in the namespace after the run (a crashed pod stays
+    /// the same pod: its container restarts in place).
+    cart_pods_seen: Vec<String>,
+}
+
+/// Waits (up to 2 minutes) until the cluster has 3 Ready nodes and every
+/// StatefulSet of `namespace` is Ready, and says what it found.
+fn settled(rt: &tokio::runtime::Runtime, client: &kube::Client, namespace: &str) -> Settled {
+    use k8s_openapi::api::{
+        apps::v1::StatefulSet,
+        core::v1::{Node, Pod},
+    };
+    use kube::{Api, ResourceExt, api::ListParams};
+    rt.block_on(async {
+        let nodes: Api<Node> = Api::all(client.clone());
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let mut last = None;
+        for _ in 0..60 {
+            let ready_nodes = nodes
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter(|n| {
+                    n.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+                .count();
+            let unready_statefulsets: Vec<String> = sets
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter_map(|s| {
+                    let wanted = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                    let ready = s
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.ready_replicas)
+                        .unwrap_or(0);
+                    (ready < wanted).then(|| format!("{} {ready}/{wanted}", s.name_any()))
+                })
+                .collect();
+            let cart_pods_seen: Vec<String> = pods
+                .list(&ListParams::default().labels("app.kubernetes.io/name=cart"))
+                .await
+                .map(|l| l.items.iter().map(|p| p.name_any()).collect())
+                .unwrap_or_default();
+            let done = ready_nodes == 3 && unready_statefulsets.is_empty();
+            last = Some(Settled {
+                ready_nodes,
+                unready_statefulsets,
+                cart_pods_seen,
+            });
+            if done {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+        last.unwrap()
+    })
+}
+
+fn namespace_gone(rt: &tokio::runtime::Runtime, client: &kube::Client, namespace: &str) -> bool {
+    rt.block_on(async {
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(client.clone());
+        namespaces.get_opt(namespace).await.unwrap().is_none()
+    })
 }
 
 /// The run directory of the one run under `dir`.
@@ -399,5 +519,9 @@ fn on_a_real_cluster_four_shards_in_an_indexed_job_give_one_exact_verdict() {
         down.status.success(),
         "{}",
         String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        namespace_gone(&rt, &client, &namespace),
+        "nothing is left: namespace {namespace} is gone after down"
     );
 }
