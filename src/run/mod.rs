@@ -355,6 +355,49 @@ enum Engine {
     Shards(Shards),
 }
 
+impl Engine {
+    /// goose in this process, or the scenario's shards, each ready.
+    async fn new(
+        scenario: &Scenario,
+        entry: &str,
+        ctx: &Arc<LoadContext>,
+        run_dir: &Path,
+        origin: Instant,
+    ) -> Result<Self> {
+        Ok(match &scenario.load.generators {
+            None => Engine::InProcess(Box::new(
+                load::attack(&scenario.load, entry, ctx).map_err(|e| Error::Load(e.to_string()))?,
+            )),
+            Some(g) => {
+                let shard_entry = match &g.platform {
+                    GeneratorPlatform::Local => entry,
+                    GeneratorPlatform::Kubernetes(k) => k.entry_url.as_str(),
+                };
+                let common = shard::Common {
+                    entry: shard_entry,
+                    run_id: &ctx.run_id,
+                    catalogue_size: ctx.catalogue_size,
+                    expected_interval_ms: ctx.expected_interval.as_millis() as u64,
+                };
+                let plans = shard::plans(&scenario.load, g.shards, &ctx.accounts, &common);
+                Engine::Shards(match &g.platform {
+                    GeneratorPlatform::Local => shard::local::spawn(plans, run_dir, origin).await?,
+                    GeneratorPlatform::Kubernetes(k) => {
+                        shard::kubernetes::spawn(
+                            plans,
+                            k,
+                            &ctx.run_id,
+                            scenario.load.length(),
+                            origin,
+                        )
+                        .await?
+                    }
+                })
+            }
+        })
+    }
+}
+
 impl Shoppers {
     /// Sets goose (or the shards, each ready) up, waits for the next whole
     /// second of the run's clock (the scenario's times line up with the
@@ -383,40 +426,7 @@ impl Shoppers {
             recorder.steps(),
             SystemTime::now() - events.origin().elapsed(),
         )?;
-        let mut engine = match &scenario.load.generators {
-            None => Engine::InProcess(Box::new(
-                load::attack(&scenario.load, entry, &ctx)
-                    .map_err(|e| Error::Load(e.to_string()))?,
-            )),
-            Some(g) => {
-                let shard_entry = match &g.platform {
-                    GeneratorPlatform::Local => entry,
-                    GeneratorPlatform::Kubernetes(k) => k.entry_url.as_str(),
-                };
-                let common = shard::Common {
-                    entry: shard_entry,
-                    run_id: &ctx.run_id,
-                    catalogue_size: ctx.catalogue_size,
-                    expected_interval_ms: ctx.expected_interval.as_millis() as u64,
-                };
-                let plans = shard::plans(&scenario.load, g.shards, &ctx.accounts, &common);
-                Engine::Shards(match &g.platform {
-                    GeneratorPlatform::Local => {
-                        shard::local::spawn(plans, run_dir, events.origin()).await?
-                    }
-                    GeneratorPlatform::Kubernetes(k) => {
-                        shard::kubernetes::spawn(
-                            plans,
-                            k,
-                            &ctx.run_id,
-                            scenario.load.length(),
-                            events.origin(),
-                        )
-                        .await?
-                    }
-                })
-            }
-        };
+        let mut engine = Engine::new(scenario, entry, &ctx, run_dir, events.origin()).await?;
         let load_started_s = events.origin().elapsed().as_secs_f64().ceil() as u64;
         let load_start = events.origin() + Duration::from_secs(load_started_s);
         tokio::time::sleep_until(load_start.into()).await;

@@ -221,15 +221,7 @@ fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
         after.unready_statefulsets.is_empty(),
         "every StatefulSet Ready after the run: {after:?}"
     );
-    assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
-    assert!(
-        namespace_gone(&rt, &client, &namespace),
-        "the namespace the run created is gone after down"
-    );
+    assert_down_left_nothing(&down, &rt, &client, &namespace);
 }
 
 /// The cluster after a run, as an SRE would look at it.
@@ -304,6 +296,24 @@ fn settled(rt: &tokio::runtime::Runtime, client: &kube::Client, namespace: &str)
         }
         last.unwrap()
     })
+}
+
+/// `down` succeeded and the namespace the run created is gone.
+fn assert_down_left_nothing(
+    down: &Output,
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    namespace: &str,
+) {
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        namespace_gone(rt, client, namespace),
+        "nothing is left: namespace {namespace} is gone after down"
+    );
 }
 
 fn namespace_gone(rt: &tokio::runtime::Runtime, client: &kube::Client, namespace: &str) -> bool {
@@ -515,13 +525,5 @@ fn on_a_real_cluster_four_shards_in_an_indexed_job_give_one_exact_verdict() {
         left_after_lossy.is_empty(),
         "the shards' Job is deleted: {left_after_lossy:?}"
     );
-    assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
-    assert!(
-        namespace_gone(&rt, &client, &namespace),
-        "nothing is left: namespace {namespace} is gone after down"
-    );
+    assert_down_left_nothing(&down, &rt, &client, &namespace);
 }
