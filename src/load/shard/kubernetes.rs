@@ -46,7 +46,8 @@ const STUCK: [&str; 5] = [
     "CreateContainerConfigError",
 ];
 
-/// The label every object of a run's shards carries, with the run's id.
+/// The label every object of a run's shards carries, with the Job's name
+/// (the pods' spread is over the pods of this one Job).
 pub const RUN_LABEL: &str = "gameday.dev/shards-of";
 
 /// The Job's name for run `run_id` (a DNS label: lowercase, at most 63).
@@ -67,14 +68,13 @@ pub fn job_manifest(
     name: &str,
     g: &KubernetesGenerators,
     shards: u32,
-    run_id: &str,
     deadline: Duration,
 ) -> Value {
     let labels = json!({
         "app.kubernetes.io/name": "gameday",
         "app.kubernetes.io/component": "load-generator",
         "app.kubernetes.io/managed-by": "gameday",
-        RUN_LABEL: job_name(run_id).trim_start_matches(JOB_NAME_PREFIX),
+        RUN_LABEL: name,
     });
     // No CPU limit: CFS throttles a limited pod in bursts, which a load
     // generator sees as timer lag (a saturated shard) at a low average CPU.
@@ -143,7 +143,7 @@ pub async fn spawn(
     let client = cluster.client().clone();
     let name = job_name(run_id);
     let deadline = length + RUNNING_WITHIN + Duration::from_secs(300);
-    let manifest = job_manifest(&name, g, plans.len() as u32, run_id, deadline);
+    let manifest = job_manifest(&name, g, plans.len() as u32, deadline);
     let job: Job = serde_json::from_value(manifest).map_err(|source| Error::Json {
         what: "the shards' Job",
         source,
@@ -174,6 +174,11 @@ pub async fn spawn(
     };
     let teardown: Teardown = Box::pin(delete_job(client, g.namespace.clone(), name));
     Shards::connect(links, plans, origin, Some(teardown)).await
+}
+
+/// The pods of Job `job` (the label the Job controller sets on them).
+fn pods_of(job: &str) -> ListParams {
+    ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"))
 }
 
 /// The shard index of a pod of an Indexed Job.
@@ -257,7 +262,7 @@ async fn attach_all(
     shards: u32,
 ) -> Result<Vec<ShardLink>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let selector = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    let selector = pods_of(job);
     let started = Instant::now();
     let running: BTreeMap<u32, String> = loop {
         let list = pods.list(&selector).await.map_err(|e| {
@@ -379,7 +384,7 @@ async fn delete_job(
         }
     }
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
-    let selector = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"));
+    let selector = pods_of(&name);
     let started = Instant::now();
     loop {
         match pods.list(&selector).await {
@@ -424,13 +429,7 @@ mod tests {
     fn the_job_is_indexed_one_pod_a_shard_never_retried_and_bounded_in_time() {
         let name = job_name("20261203-164500");
         assert_eq!(name, "gameday-shards-20261203-164500");
-        let manifest = job_manifest(
-            &name,
-            &generators(),
-            4,
-            "20261203-164500",
-            Duration::from_secs(900),
-        );
+        let manifest = job_manifest(&name, &generators(), 4, Duration::from_secs(900));
         let job: Job = serde_json::from_value(manifest).expect("a Job");
         let spec = job.spec.unwrap();
         assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
