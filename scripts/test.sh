@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 GAMEDAY_VENV="$(scripts/venv.sh)"
 export GAMEDAY_VENV
+# The Debian 12 root the boot-path test boots (tests/it/boot.rs): built once
+# and cached outside the clone, here rather than under the test's timeout.
+scripts/bootroot.sh >/dev/null
 # Bins and tests in one build: the tests' dev-dependencies change the
 # features of shared crates, so building the bins alone first would compile
 # the AWS SDK and the rest a second time with other features.

@@ -43,10 +43,17 @@ pub async fn confirm(spec: &PlatformSpec, yes: bool) -> Result<bool, crate::Erro
     let Some(what) = platform::backend(spec).confirmation().await? else {
         return Ok(true);
     };
+    if !what.ask {
+        eprintln!(
+            "gameday: {} (a stand-in on this machine: nothing to confirm)",
+            what.text
+        );
+        return Ok(true);
+    }
     if yes {
         return Ok(true);
     }
-    eprintln!("{what}");
+    eprintln!("{}", what.text);
     if !std::io::stdin().is_terminal() {
         eprintln!("gameday: not confirmed: pass --yes to act without a question");
         return Ok(false);

@@ -24,6 +24,9 @@ pub struct UpArgs {
     /// Where the stack keeps its files (default: in gameday's state directory).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
+    /// Do not ask for confirmation on a real cloud or cluster.
+    #[arg(long)]
+    pub yes: bool,
     /// Internal: be the detached supervisor.
     #[arg(long, hide = true)]
     pub supervise: bool,
@@ -37,6 +40,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
     let backend = platform::backend(&spec);
     if let Err(e) = backend.preflight() {
         eprintln!("gameday: {e}");
+        return Ok(exit_codes::USAGE);
+    }
+    // What a real account or cluster gets is confirmed first (it names the
+    // AWS account, region and stack, or the cluster's context).
+    if !args.supervise && !super::confirm(&spec, args.yes).await? {
         return Ok(exit_codes::USAGE);
     }
     let options = UpOptions {

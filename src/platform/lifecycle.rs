@@ -56,6 +56,14 @@ pub enum Purpose {
 
 /// What picks and drives one kind of platform: `select` makes one from a
 /// scenario's `target`.
+/// What `run`, `inject` and `up` show before they act: the account or
+/// cluster and what is hit; `ask` false for a stand-in on loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmation {
+    pub text: String,
+    pub ask: bool,
+}
+
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// `local`, `kubernetes` or `aws`.
@@ -74,9 +82,9 @@ pub trait Backend: Send + Sync {
     /// it created (a named stack, `deploy: true`, the local platform).
     fn creates(&self) -> bool;
     /// What a person must confirm before this process acts on a real cloud
-    /// or cluster; None when nothing needs confirming (this machine, a
-    /// stand-in on loopback).
-    async fn confirmation(&self) -> Result<Option<String>> {
+    /// or cluster (a stand-in on loopback is named without a question);
+    /// None when nothing needs confirming (this machine).
+    async fn confirmation(&self) -> Result<Option<Confirmation>> {
         Ok(None)
     }
     /// What an interrupted start may leave behind, and how to remove it.

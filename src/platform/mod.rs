@@ -24,8 +24,8 @@ use serde_json::Value;
 
 pub use errors::{Error, Result};
 pub use lifecycle::{
-    Backend, Injector, Kept, Planned, Purpose, Removed, StatusReport, StopCause, Up, UpOptions,
-    UpReport,
+    Backend, Confirmation, Injector, Kept, Planned, Purpose, Removed, StatusReport, StopCause, Up,
+    UpOptions, UpReport,
 };
 pub use select::{backend, check_faults, is_loopback_url, open};
 

@@ -222,18 +222,25 @@ fn free_port() -> u16 {
         .expect("bind a free loopback port")
 }
 
-/// The stack parameters the shop's template needs that the scenario gives
-/// (moto downloads nothing, so the release need not exist).
-pub const SHOP_PARAMETERS: [(&str, &str); 4] = [
-    (
-        "ReleaseArtifactUrl",
-        "https://example.invalid/gameday-shop-x86_64-linux.tar.gz",
-    ),
+/// The stack parameters the shop's template needs that a scenario gives.
+/// The release's three are what `gameday up` passes after uploading it;
+/// a test that creates the stack directly gives them (moto boots nothing,
+/// so the object need not exist).
+pub const SHOP_PARAMETERS: [(&str, &str); 5] = [
+    ("ReleaseBucket", "gameday-123456789012-us-east-1-tests"),
+    ("ReleaseKey", "releases/gameday-shop-tests.tar.gz"),
     (
         "ReleaseArtifactSha256",
         "0000000000000000000000000000000000000000000000000000000000000000",
     ),
     // Documentation addresses (RFC 5737): the template has no open default.
+    ("AllowedIngressCidr", "198.51.100.0/24"),
+    ("AdminIngressCidr", "198.51.100.7/32"),
+];
+
+/// What a scenario run through `gameday up` or `run` gives: the rest,
+/// gameday packs and uploads the release itself.
+pub const SCENARIO_PARAMETERS: [(&str, &str); 2] = [
     ("AllowedIngressCidr", "198.51.100.0/24"),
     ("AdminIngressCidr", "198.51.100.7/32"),
 ];

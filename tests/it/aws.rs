@@ -21,7 +21,7 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    moto_server::{MotoServer, SHOP_PARAMETERS, create_broker},
+    moto_server::{MotoServer, SCENARIO_PARAMETERS, create_broker},
     processes_of,
 };
 
@@ -62,7 +62,7 @@ fn text(out: &Output) -> String {
 /// A scenario on moto with the shop's stack `stack`; `more` goes into the
 /// target, `rest` after it.
 fn scenario(dir: &Path, moto: &MotoServer, stack: &str, more: &str, rest: &str) -> PathBuf {
-    let parameters: String = SHOP_PARAMETERS
+    let parameters: String = SCENARIO_PARAMETERS
         .iter()
         .map(|(k, v)| format!("    {k}: {v}\n"))
         .collect();
@@ -103,6 +103,12 @@ fn up_status_and_down_manage_the_shop_s_stack_on_moto() {
     );
     assert!(up.status.success(), "{}", text(&up));
     assert!(text(&up).contains("Up: stack cli-shop"), "{}", text(&up));
+    assert!(
+        text(&up)
+            .contains("to s3://gameday-123456789012-us-east-1-cli-shop/releases/gameday-shop-"),
+        "up uploads the release to the stack's bucket: {}",
+        text(&up)
+    );
 
     let status = gameday(
         dir.path(),
@@ -125,6 +131,13 @@ fn up_status_and_down_manage_the_shop_s_stack_on_moto() {
     assert!(down.status.success(), "{}", text(&down));
     assert!(
         text(&down).contains("Stack cli-shop is gone."),
+        "{}",
+        text(&down)
+    );
+    assert!(
+        text(&down).contains(
+            "bucket gameday-123456789012-us-east-1-cli-shop (the shop's release) is gone"
+        ),
         "{}",
         text(&down)
     );
@@ -194,6 +207,75 @@ fn bad_credentials_an_unknown_stack_and_a_missing_database_exit_1_naming_them() 
         text(&out)
     );
     assert!(!text(&out).contains("panicked"), "{}", text(&out));
+}
+
+/// What moto received from the run that created `stack`: the shop's
+/// release tarball PUT into the stack's bucket (path style), the stack
+/// created with that key and the SHA-256 of exactly those bytes, and the
+/// bucket deleted after the stack.
+fn assert_release_published(moto: &MotoServer, stack: &str) {
+    use sha2::Digest as _;
+    let bucket = format!("/gameday-123456789012-us-east-1-{stack}");
+    let recorded = moto.recorded();
+    let puts: Vec<_> = recorded
+        .iter()
+        .filter(|r| r.method == "PUT" && r.url.contains(&format!("{bucket}/releases/")))
+        .collect();
+    assert_eq!(puts.len(), 1, "one upload of the release");
+    let key = puts[0].url.split(&format!("{bucket}/")).nth(1).unwrap();
+    let key = key.split('?').next().unwrap().to_string();
+    let sha: String = sha2::Sha256::digest(&puts[0].body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(key, format!("releases/gameday-shop-{sha}.tar.gz"));
+    assert!(puts[0].body.len() > 1_000_000, "the six binaries, gzipped");
+    let create = recorded
+        .iter()
+        .find(|r| r.action().as_deref() == Some("CreateStack"))
+        .expect("CreateStack")
+        .form();
+    let parameter = |name: &str| {
+        (1..40)
+            .find(|i| {
+                create
+                    .get(&format!("Parameters.member.{i}.ParameterKey"))
+                    .map(String::as_str)
+                    == Some(name)
+            })
+            .map(|i| create[&format!("Parameters.member.{i}.ParameterValue")].clone())
+    };
+    assert_eq!(parameter("ReleaseBucket").as_deref(), Some(&bucket[1..]));
+    assert_eq!(parameter("ReleaseKey"), Some(key));
+    assert_eq!(parameter("ReleaseArtifactSha256"), Some(sha));
+    // The requests about the bucket itself (not its objects): the path is
+    // the bucket's, with or without a trailing slash.
+    let of_bucket: Vec<_> = recorded
+        .iter()
+        .filter(|r| {
+            let path = r.url.split('?').next().unwrap();
+            path.trim_end_matches('/').ends_with(&bucket)
+        })
+        .collect();
+    let seen: Vec<String> = of_bucket
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url))
+        .collect();
+    let public_blocked = of_bucket.iter().any(|r| {
+        r.method == "PUT"
+            && r.url
+                .split_once('?')
+                .is_some_and(|(_, q)| q.contains("publicAccessBlock"))
+    });
+    assert!(
+        public_blocked,
+        "the bucket's public access is blocked: {seen:#?}"
+    );
+    let last_of_bucket = of_bucket.last().expect("requests about the bucket");
+    assert_eq!(
+        last_of_bucket.method, "DELETE",
+        "the bucket is deleted last"
+    );
 }
 
 /// Stops the local stack when dropped, whatever happened.
@@ -346,6 +428,17 @@ report:
         Some("true"),
         "a lost instance, not a shutdown: {terminations:#?}"
     );
+
+    // The confirmation names the account, region and stack (not asked of a
+    // stand-in on loopback).
+    assert!(
+        text(&out).contains(
+            "This acts on AWS account 123456789012 in region us-east-1 (stack gameday-e2e)"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert_release_published(&moto, "gameday-e2e");
 
     // The watchers saw the instance go and its replacement come.
     let events: Vec<Value> = std::fs::read_to_string(run.join("events.jsonl"))

@@ -150,7 +150,7 @@ fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
     let client = kube_client(&rt);
     let namespace = format!("gameday-e2e-{}", std::process::id());
 
-    let up = gameday(&["up", "--scenario", file], None);
+    let up = gameday(&["up", "--yes", "--scenario", file], None);
     let run = gameday(&["run", file, "--yes"], None);
     let after = settled(&rt, &client, &namespace);
     let down = gameday(&["down", "--scenario", file], None);
@@ -401,7 +401,7 @@ fn on_a_real_cluster_four_shards_in_an_indexed_job_give_one_exact_verdict() {
     let scenario = on_the_cluster(healthy.path(), "kubernetes-shards");
     let file = scenario.to_str().unwrap();
 
-    let up = gameday(&["up", "--scenario", file], None);
+    let up = gameday(&["up", "--yes", "--scenario", file], None);
     assert!(
         up.status.success(),
         "{}",

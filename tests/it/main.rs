@@ -5,6 +5,7 @@
 
 mod architecture;
 mod aws;
+mod boot;
 mod chaos;
 mod cli;
 mod cluster;

@@ -13,6 +13,7 @@ use super::{
     clients::AwsClients,
     describe,
     errors::Result,
+    release,
     resources::{self, Resources},
     stack::{StackProgress, StackSpec},
     supports,
@@ -22,7 +23,7 @@ use super::{
 use crate::{
     events::EventLog,
     platform::{
-        self, Planned, Purpose, Removed, Support, is_loopback_url,
+        self, Confirmation, Planned, Purpose, Removed, Support,
         lifecycle::{Backend, Shop, Site, admin_token_from_env, progress},
     },
     scenario::{AwsTarget, Fault},
@@ -88,18 +89,13 @@ impl Backend for AwsBackend {
     }
 
     /// Names the account (STS GetCallerIdentity), the region and the stack
-    /// or group; nothing for a stand-in on loopback.
-    async fn confirmation(&self) -> platform::Result<Option<String>> {
-        if self
-            .target
-            .endpoint_url
-            .as_deref()
-            .is_some_and(is_loopback_url)
-        {
-            return Ok(None);
-        }
+    /// or group; a stand-in on loopback is named without a question.
+    async fn confirmation(&self) -> platform::Result<Option<Confirmation>> {
         let aws = connect(&self.target).await?;
-        Ok(Some(confirmation_text(&aws, &self.target).await?))
+        Ok(Some(Confirmation {
+            text: confirmation_text(&aws, &self.target).await?,
+            ask: !aws.is_stand_in(),
+        }))
     }
 
     fn left_behind(&self) -> Option<String> {
@@ -190,17 +186,23 @@ impl Site for AwsSite {
         }
     }
 
-    /// Creates the stack from the shop's template and waits, with progress.
+    /// Uploads the shop's release to the stack's bucket (unless the
+    /// scenario hosts it), then creates the stack from the shop's template
+    /// and waits, with progress.
     async fn create(&self, events: &Arc<EventLog>) -> platform::Result<()> {
         let stack = self.stack("up")?;
+        let mut given = self.target.parameters.clone();
+        if !release::given_by_scenario(&given) {
+            // Every other parameter is checked before anything is uploaded.
+            let mut probe = given.clone();
+            probe.extend(release::placeholders());
+            template::parameters(SHOP_TEMPLATE, &probe, self.admin_token.as_deref())?;
+            given.extend(self.publish_release(stack, events).await?);
+        }
         let spec = StackSpec {
             name: stack.to_string(),
             template_body: SHOP_TEMPLATE.to_string(),
-            parameters: template::parameters(
-                SHOP_TEMPLATE,
-                &self.target.parameters,
-                self.admin_token.as_deref(),
-            )?,
+            parameters: template::parameters(SHOP_TEMPLATE, &given, self.admin_token.as_deref())?,
             tags: vec![("gameday:created-by".into(), "gameday".into())],
         };
         progress(
@@ -256,12 +258,58 @@ impl Site for AwsSite {
         if existed {
             progress(events, format!("stack {stack} is gone"));
         }
+        // The release's bucket goes after the stack: its instances read it.
+        let bucket = self.release_bucket(stack).await?;
+        let mut notes = Vec::new();
+        if self.aws.delete_release_bucket(&bucket).await? {
+            notes.push(format!("bucket {bucket} (the shop's release) is gone"));
+        }
         Ok(Removed {
             what,
             place,
             existed,
-            notes: Vec::new(),
+            notes,
         })
+    }
+}
+
+impl AwsSite {
+    async fn release_bucket(&self, stack: &str) -> platform::Result<String> {
+        let account = self.aws.account_id().await?;
+        Ok(release::bucket_name(&account, self.aws.region(), stack))
+    }
+
+    /// Packs the shop's binaries and uploads them to the stack's bucket;
+    /// the template parameters that say where they are.
+    async fn publish_release(
+        &self,
+        stack: &str,
+        events: &EventLog,
+    ) -> platform::Result<Vec<(String, String)>> {
+        let bin_dir = crate::platform::local::shop::bin_dir();
+        progress(
+            events,
+            format!("packing the shop's binaries from {}", bin_dir.display()),
+        );
+        let release = tokio::task::spawn_blocking(move || release::pack(&bin_dir))
+            .await
+            .map_err(|e| platform::Error::refused("the shop's release for aws", e.to_string()))??;
+        let bucket = self.release_bucket(stack).await?;
+        progress(
+            events,
+            format!(
+                "uploading the shop's release ({:.1} MB, sha256 {}) to s3://{bucket}/{}",
+                release.bytes as f64 / 1e6,
+                &release.sha256[..12],
+                release.key()
+            ),
+        );
+        self.aws.publish_release(&bucket, stack, &release).await?;
+        Ok(vec![
+            (release::BUCKET_PARAMETER.into(), bucket),
+            (release::KEY_PARAMETER.into(), release.key()),
+            (release::SHA256_PARAMETER.into(), release.sha256.clone()),
+        ])
     }
 }
 

@@ -23,6 +23,7 @@ pub struct AwsClients {
     pub elasticache: aws_sdk_elasticache::Client,
     pub mq: aws_sdk_mq::Client,
     pub sts: aws_sdk_sts::Client,
+    pub s3: aws_sdk_s3::Client,
     region: String,
     endpoint_url: Option<String>,
     /// Where calls go, for error messages.
@@ -37,6 +38,17 @@ pub struct AwsClients {
 /// [`Error::Throttled`] or [`Error::Unreachable`].
 pub fn retry_config() -> RetryConfig {
     RetryConfig::standard().with_max_attempts(3)
+}
+
+/// S3 with path-style addresses for a stand-in's endpoint (moto's server
+/// has no per-bucket host names), and checksums only where S3 requires
+/// them (the SDK's default sends a streaming CRC that stand-ins may refuse).
+fn s3_client(config: &SdkConfig, endpoint: bool) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(endpoint)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
 }
 
 impl AwsClients {
@@ -85,6 +97,7 @@ impl AwsClients {
             elasticache: aws_sdk_elasticache::Client::new(config),
             mq: aws_sdk_mq::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
+            s3: s3_client(config, endpoint_url.is_some()),
             region,
             endpoint_url,
             place,

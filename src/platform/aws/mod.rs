@@ -23,6 +23,7 @@ pub mod elb;
 pub mod errors;
 pub mod group;
 pub mod rds;
+pub mod release;
 pub mod resources;
 pub mod stack;
 mod targets;

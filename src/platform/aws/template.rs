@@ -127,8 +127,9 @@ mod tests {
             .collect()
     }
 
-    const RELEASE: [(&str, &str); 4] = [
-        ("ReleaseArtifactUrl", "https://example.com/shop.tar.gz"),
+    const RELEASE: [(&str, &str); 5] = [
+        ("ReleaseBucket", "gameday-123456789012-us-east-1-shop"),
+        ("ReleaseKey", "releases/gameday-shop-00.tar.gz"),
         ("ReleaseArtifactSha256", "00"),
         ("AllowedIngressCidr", "198.51.100.7/32"),
         ("AdminIngressCidr", "198.51.100.7/32"),
@@ -139,8 +140,10 @@ mod tests {
         let d = declared(SHOP_TEMPLATE).unwrap();
         let admin = d.iter().find(|p| p.name == ADMIN_TOKEN_PARAMETER).unwrap();
         assert!(admin.secret && !admin.has_default);
-        let url = d.iter().find(|p| p.name == "ReleaseArtifactUrl").unwrap();
-        assert!(!url.has_default && !url.secret);
+        for release in ["ReleaseBucket", "ReleaseKey", "ReleaseArtifactSha256"] {
+            let p = d.iter().find(|p| p.name == release).unwrap();
+            assert!(!p.has_default && !p.secret, "{release}");
+        }
         assert!(d.iter().any(|p| p.name == "InstanceType" && p.has_default));
         for open in ["AllowedIngressCidr", "AdminIngressCidr"] {
             let p = d.iter().find(|p| p.name == open).unwrap();
@@ -174,7 +177,7 @@ mod tests {
         let e = parameters(SHOP_TEMPLATE, &given(&RELEASE[..1]), Some("t")).unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("target.parameters.ReleaseArtifactSha256: has no default"),
+                .starts_with("target.parameters.ReleaseKey: has no default"),
             "{e}"
         );
     }

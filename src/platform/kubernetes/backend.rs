@@ -88,9 +88,9 @@ impl Backend for KubernetesBackend {
         self.target.deploy
     }
 
-    async fn confirmation(&self) -> platform::Result<Option<String>> {
+    async fn confirmation(&self) -> platform::Result<Option<platform::Confirmation>> {
         let k = &self.target;
-        Ok(Some(format!(
+        let text = format!(
             "This acts on the Kubernetes cluster of kubeconfig context `{}`: namespace `{}`{}, \
              and nodes that run its pods.",
             k.context.as_deref().unwrap_or("(the current one)"),
@@ -100,7 +100,8 @@ impl Backend for KubernetesBackend {
             } else {
                 ""
             }
-        )))
+        );
+        Ok(Some(platform::Confirmation { text, ask: true }))
     }
 
     fn left_behind(&self) -> Option<String> {
