@@ -128,11 +128,13 @@ impl FailoverPhase {
     /// The phase an event of the `failover` category reports. DescribeEvents
     /// returns no event id, so the message tells them apart (Amazon RDS User
     /// Guide, "Amazon RDS event categories and event messages", DB instance
-    /// events): RDS-EVENT-0013 "A Multi-AZ failover that resulted in the
-    /// promotion of a standby instance has started.", RDS-EVENT-0015 "... is
-    /// complete. It may take several minutes for the DNS to transfer to the
-    /// new primary DB instance." and RDS-EVENT-0049 "A Multi-AZ failover has
-    /// completed.". Anything else (a partial failover recovered, ...) is
+    /// events): RDS-EVENT-0013 "Multi-AZ instance failover started.",
+    /// RDS-EVENT-0015 "Multi-AZ failover to standby complete - DNS
+    /// propagation may take a few minutes." and RDS-EVENT-0049 "Multi-AZ
+    /// instance failover completed."; the older wording ("A Multi-AZ
+    /// failover that resulted in the promotion of a standby instance has
+    /// started.", "A Multi-AZ failover has completed.") reads the same.
+    /// Anything else (a partial failover recovered, an activation, ...) is
     /// none.
     pub fn of_message(message: &str) -> Option<Self> {
         let m = message.to_ascii_lowercase();

@@ -286,9 +286,35 @@ fn instance(az: &str, status: &str) -> DbInstanceInfo {
 
 /// The messages are RDS's documented ones (Amazon RDS User Guide, "Amazon
 /// RDS event categories and event messages", DB instance events,
-/// category failover); DescribeEvents gives no event id.
+/// category failover: the Message column, then the older wording its Notes
+/// column and EventBridge's example still use); DescribeEvents gives no
+/// event id.
 #[test]
 fn rds_failover_events_say_when_a_failover_started_and_completed_and_how_long_it_took() {
+    for (message, phase, id) in [
+        (
+            "Multi-AZ instance failover started.",
+            Some(FailoverPhase::Started),
+            "RDS-EVENT-0013",
+        ),
+        (
+            "Multi-AZ failover to standby complete - DNS propagation may take a few minutes.",
+            Some(FailoverPhase::Completed),
+            "RDS-EVENT-0015",
+        ),
+        (
+            "Multi-AZ instance failover completed.",
+            Some(FailoverPhase::Completed),
+            "RDS-EVENT-0049",
+        ),
+        (
+            "Multi-AZ instance activation started.",
+            None,
+            "RDS-EVENT-0050",
+        ),
+    ] {
+        assert_eq!(FailoverPhase::of_message(message), phase, "{id}: {message}");
+    }
     let started =
         "A Multi-AZ failover that resulted in the promotion of a standby instance has started.";
     let complete = "A Multi-AZ failover that resulted in the promotion of a standby instance is \
