@@ -17,7 +17,8 @@
 //!   instance trusts;
 //! - cloud-init: a systemd unit that runs the user data once the network
 //!   is up;
-//! - DNS: /etc/hosts names the database, cache and broker hosts.
+//! - DNS: /etc/hosts names the database (its writer and read replica: one
+//!   MariaDB), cache and broker hosts.
 
 use std::{
     collections::BTreeMap,
@@ -42,6 +43,8 @@ const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 251, 0, 1);
 const INSTANCE_IP: Ipv4Addr = Ipv4Addr::new(10, 251, 0, 2);
 const STACK: &str = "boot";
 const DB_HOST: &str = "boot-db.stand-in.us-east-1.rds.amazonaws.com";
+/// The read replica's host: the same MariaDB stands in for it.
+const REPLICA_HOST: &str = "boot-db-replica.stand-in.us-east-1.rds.amazonaws.com";
 /// moto's Amazon MQ answers every broker's endpoint with this host.
 const BROKER_HOST: &str = "mockmq";
 /// How long the instance may take from power-on to its boot signal.
@@ -438,6 +441,8 @@ async fn the_user_data_boots_a_debian_12_instance_whose_six_services_get_ready()
         ("Broker", broker),
         ("DatabaseAddress", DB_HOST.to_string()),
         ("DatabasePort", "3306".to_string()),
+        ("DatabaseReplicaAddress", REPLICA_HOST.to_string()),
+        ("DatabaseReplicaPort", "3306".to_string()),
         ("DatabasePoolSize", "4".to_string()),
     ]
     .into_iter()
@@ -448,8 +453,8 @@ async fn the_user_data_boots_a_debian_12_instance_whose_six_services_get_ready()
     std::fs::write(
         &hosts,
         format!(
-            "127.0.0.1 localhost\n127.0.1.1 gameday-boot\n{HOST_IP} {DB_HOST} {cache_host} \
-             {BROKER_HOST}\n"
+            "127.0.0.1 localhost\n127.0.1.1 gameday-boot\n{HOST_IP} {DB_HOST} {REPLICA_HOST} \
+             {cache_host} {BROKER_HOST}\n"
         ),
     )
     .unwrap();
@@ -543,6 +548,10 @@ async fn the_user_data_boots_a_debian_12_instance_whose_six_services_get_ready()
     dependencies.dedup();
     eprintln!("dependencies the services reached: {dependencies:?}");
     assert!(dependencies.len() >= 3, "{dependencies:?}");
+    assert!(
+        dependencies.iter().any(|d| d == "mariadb-replica"),
+        "the catalogue reached the read replica: {dependencies:?}"
+    );
     let products: serde_json::Value = reqwest::get(format!(
         "http://{}/api/catalogue/products",
         SocketAddr::new(IpAddr::V4(INSTANCE_IP), 8080)

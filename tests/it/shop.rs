@@ -708,6 +708,98 @@ async fn services_reconnect_after_mariadb_and_redis_restart() {
     assert_eq!(status, StatusCode::CREATED, "{order}");
 }
 
+/// The catalogue with a read replica (`mysql_read_url`, RDS's read replica
+/// on AWS): its reads go to the replica, and to the writer while the
+/// replica is down, with the service still ready. The "replica" here is a
+/// MariaDB of its own holding a product the writer lacks, so where each
+/// read went shows in what it found.
+#[tokio::test]
+async fn the_catalogue_reads_from_its_replica_and_from_the_writer_while_the_replica_is_down() {
+    use gameday::platform::local::infra::{MariaDb, MariaDbOptions};
+    use sqlx::Connection;
+    let mut stack = Stack::start().await;
+    let mut replica = MariaDb::start(MariaDbOptions {
+        dir: stack.dir.path().join("replica"),
+        ip: crate::support::LOOPBACK,
+        port: None,
+        server_id: 2,
+        replication: false,
+    })
+    .await
+    .expect("the replica starts");
+    let mut conn = sqlx::MySqlConnection::connect(&replica.shop_url())
+        .await
+        .expect("the replica answers");
+    for statement in shop_common::schema::STATEMENTS {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    sqlx::query("INSERT INTO categories (id, slug, name) VALUES (1, 'books', 'Books')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO products (sku, category_id, name, description, price_cents) \
+         VALUES ('ONLY-ON-REPLICA', 1, 'Replica', 'read from the replica', 100)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    stack.kill_service("catalogue");
+    stack
+        .env
+        .set_for("catalogue", "mysql_read_url", Some(replica.shop_url()));
+    stack.start_service("catalogue").await;
+    let (status, found) = stack
+        .get("/api/catalogue/products/ONLY-ON-REPLICA", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "read from the replica: {found}");
+    assert_eq!(found["description"], "read from the replica");
+    let (status, _) = stack.get("/api/catalogue/products/SKU-00001", None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the writer's product, not on the replica: the read went to the replica"
+    );
+
+    replica.kill();
+    let (status, found) = stack.get("/api/catalogue/products/SKU-00002", None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the replica down, the writer answers: {found}"
+    );
+    let (status, page) = stack.get("/api/catalogue/products?page=1", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page["total"].as_i64().unwrap() >= 1000,
+        "the writer's: {page}"
+    );
+    let ready = stack
+        .http
+        .get(format!("http://{}/health/ready", stack.addrs["catalogue"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK, "ready without its replica");
+    let body: Value = ready.json().await.unwrap();
+    let replica_status = body["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "mariadb-replica")
+        .unwrap_or_else(|| panic!("the replica in the readiness answer: {body}"))
+        .clone();
+    assert_eq!(replica_status["ok"], false, "{body}");
+    assert!(
+        stack
+            .log("catalogue")
+            .contains("the read replica failed a read"),
+        "the fallback is logged"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_fails_readiness_finishes_in_flight_checkouts_and_exits_zero() {
     let mut stack = Stack::start_with(|env| {

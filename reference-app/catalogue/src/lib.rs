@@ -1,9 +1,13 @@
 //! The catalogue service: categories, products by page and category, product
 //! detail. MariaDB is the source of truth; Redis is a read-through cache with
 //! a TTL. The cache is optional: when Redis is down, reads go to the database
-//! and the service stays ready.
+//! and the service stays ready. With a read replica (`mysql_read_url`) the
+//! reads go there, and to the writer while the replica does not answer.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use axum::{Router, extract::State, routing::get};
 use redis::AsyncCommands;
@@ -23,6 +27,7 @@ pub const PAGE_SIZE: i64 = 24;
 #[derive(Clone)]
 struct AppState {
     db: Database,
+    reader: Option<Reader>,
     cache: Arc<Redis>,
     ttl: Duration,
     metrics: Arc<shop_common::metrics::Metrics>,
@@ -34,9 +39,11 @@ pub async fn build(kit: Kit) -> anyhow::Result<Service> {
     db.bootstrap(kit.shutdown.clone(), move |pool| async move {
         seed_catalogue(&pool, seed).await
     });
+    let reader = Database::connect_reader(&kit.settings)?;
     let cache = Arc::new(Redis::new(&kit.settings)?);
     let state = AppState {
         db: db.clone(),
+        reader: reader.clone().map(Reader::new),
         cache: cache.clone(),
         ttl: kit.settings.cache_ttl,
         metrics: kit.metrics(),
@@ -47,19 +54,84 @@ pub async fn build(kit: Kit) -> anyhow::Result<Service> {
         .route("/api/catalogue/products/{sku}", get(product))
         .with_state(state);
     let probe: shop_common::health::ReadyProbe = Arc::new(move || {
-        let (db, cache) = (db.clone(), cache.clone());
-        Box::pin(async move { vec![db.check().await, cache.check(false).await] })
+        let (db, reader, cache) = (db.clone(), reader.clone(), cache.clone());
+        Box::pin(async move {
+            let mut checks = vec![db.check().await, cache.check(false).await];
+            if let Some(reader) = reader {
+                // Not required: the reads fall back to the writer.
+                checks.push(reader.check_as("mariadb-replica", false).await);
+            }
+            checks
+        })
     });
     Ok(Service { routes, probe })
 }
 
+/// After the replica fails a read, the reads go to the writer this long
+/// before the replica is tried again: one slow failure, not one per read.
+const READER_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The read replica and until when it is passed over.
+#[derive(Clone)]
+struct Reader {
+    db: Database,
+    passed_over_until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Reader {
+    fn new(db: Database) -> Self {
+        Self {
+            db,
+            passed_over_until: Arc::default(),
+        }
+    }
+
+    fn usable(&self) -> bool {
+        let until = self
+            .passed_over_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn failed(&self, error: &ApiError) {
+        let mut until = self
+            .passed_over_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if until.is_none_or(|t| Instant::now() >= t) {
+            tracing::warn!(%error, backoff_s = READER_BACKOFF.as_secs(),
+                "the read replica failed a read; reading from the writer");
+        }
+        *until = Some(Instant::now() + READER_BACKOFF);
+    }
+}
+
 impl AppState {
-    /// Read-through: the cached JSON if Redis has it, else `load` (retried
-    /// once on a broken database connection) and cache it.
+    /// Runs `load` on the read replica when there is one and it is not
+    /// passed over, else (or when the replica's answer is a server-side
+    /// error: it is down, lagging behind a schema, or timed out) on the
+    /// writer. Either way retried once on a broken connection.
+    async fn read<T, F, Fut>(&self, mut load: F) -> ApiResult<T>
+    where
+        F: FnMut(MySqlPool) -> Fut,
+        Fut: Future<Output = ApiResult<T>>,
+    {
+        if let Some(reader) = self.reader.as_ref().filter(|r| r.usable()) {
+            match reader.db.retry_once(|| load(reader.db.pool.clone())).await {
+                Err(e) if e.status().is_server_error() => reader.failed(&e),
+                answer => return answer,
+            }
+        }
+        self.db.retry_once(|| load(self.db.pool.clone())).await
+    }
+
+    /// Read-through: the cached JSON if Redis has it, else `load` (see
+    /// `read`) and cache it.
     async fn cached<T, F, Fut>(&self, key: String, load: F) -> ApiResult<T>
     where
         T: Serialize + DeserializeOwned,
-        F: FnMut() -> Fut,
+        F: FnMut(MySqlPool) -> Fut,
         Fut: Future<Output = ApiResult<T>>,
     {
         let mut conn = match self.cache.conn().await {
@@ -81,7 +153,7 @@ impl AppState {
         } else {
             "unavailable"
         });
-        let value = self.db.retry_once(load).await?;
+        let value = self.read(load).await?;
         if let Some(c) = conn.as_mut()
             && let Ok(text) = serde_json::to_string(&value)
         {
@@ -92,15 +164,14 @@ impl AppState {
 }
 
 async fn categories(State(state): State<AppState>) -> ApiResult<Json<Vec<Category>>> {
-    let pool = &state.db.pool;
     let list = state
-        .cached("catalogue:v1:categories".into(), || async move {
+        .cached("catalogue:v1:categories".into(), |pool| async move {
             let rows: Vec<(String, String, i64)> = sqlx::query_as(
                 "SELECT c.slug, c.name, COUNT(p.sku) FROM categories c
                  LEFT JOIN products p ON p.category_id = c.id
                  GROUP BY c.id, c.slug, c.name ORDER BY c.id",
             )
-            .fetch_all(pool)
+            .fetch_all(&pool)
             .await?;
             Ok(rows
                 .into_iter()
@@ -174,9 +245,9 @@ async fn products(
         "catalogue:v1:products:{}:{page}",
         category.as_deref().unwrap_or("*")
     );
-    let (pool, category) = (&state.db.pool, &category);
+    let category = &category;
     let result = state
-        .cached(key, || async move {
+        .cached(key, |pool| async move {
             let offset = (page - 1) * PAGE_SIZE;
             // One connection for the page's two or three queries: each
             // acquisition costs a ping when it goes back to the pool.
@@ -243,13 +314,13 @@ async fn product(
         return Err(ApiError::not_found(format!("no product '{sku}'")));
     }
     let key = format!("catalogue:v1:product:{sku}");
-    let (pool, sku) = (&state.db.pool, &sku);
+    let sku = &sku;
     let found = state
-        .cached(key, || async move {
+        .cached(key, |pool| async move {
             let row: Option<ProductRow> =
                 sqlx::query_as(&format!("{PRODUCT_COLUMNS} WHERE p.sku = ?"))
                     .bind(sku)
-                    .fetch_optional(pool)
+                    .fetch_optional(&pool)
                     .await?;
             row.map(Product::from)
                 .ok_or_else(|| ApiError::not_found(format!("no product '{sku}'")))

@@ -95,10 +95,38 @@ pub fn read_writer_file(file: &Path) -> std::io::Result<(String, u16)> {
 }
 
 impl Database {
+    /// The database `mysql_url` names (the writer: schema, seed and every
+    /// write), following `mysql_writer_file` when there is one.
     pub fn connect_lazy(settings: &Settings) -> anyhow::Result<Self> {
-        let mut options = MySqlConnectOptions::from_str(&settings.mysql_url)
-            .map_err(|e| anyhow::anyhow!("invalid mysql_url: {e}"))?;
-        let writer = settings.mysql_writer_file.clone().map(|file| {
+        Self::connect(
+            settings,
+            "mysql_url",
+            &settings.mysql_url,
+            settings.mysql_writer_file.clone(),
+        )
+    }
+
+    /// The read replica `mysql_read_url` names, if there is one: a pool of
+    /// its own, the same timeouts, no writer file and no schema to apply
+    /// (it replicates the writer's).
+    pub fn connect_reader(settings: &Settings) -> anyhow::Result<Option<Self>> {
+        let Some(url) = &settings.mysql_read_url else {
+            return Ok(None);
+        };
+        let reader = Self::connect(settings, "mysql_read_url", url, None)?;
+        reader.schema_ready.store(true, Ordering::SeqCst);
+        Ok(Some(reader))
+    }
+
+    fn connect(
+        settings: &Settings,
+        key: &str,
+        url: &str,
+        writer_file: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let mut options = MySqlConnectOptions::from_str(url)
+            .map_err(|e| anyhow::anyhow!("invalid {key}: {e}"))?;
+        let writer = writer_file.map(|file| {
             let current = read_writer_file(&file).ok();
             if let Some((host, port)) = &current {
                 options = options.clone().host(host).port(*port);
@@ -256,6 +284,12 @@ impl Database {
     }
 
     pub async fn check(&self) -> DependencyStatus {
+        self.check_as("mariadb", true).await
+    }
+
+    /// `check` under another name: `required: false` for a dependency the
+    /// service can do without (a read replica it falls back from).
+    pub async fn check_as(&self, name: &'static str, required: bool) -> DependencyStatus {
         let result = if !self.schema_ready() {
             Err("schema not applied yet".to_string())
         } else {
@@ -267,7 +301,7 @@ impl Database {
                 Err(_) => Err("timed out".to_string()),
             }
         };
-        DependencyStatus::from_result("mariadb", true, result)
+        DependencyStatus::from_result(name, required, result)
     }
 }
 

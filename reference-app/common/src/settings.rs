@@ -73,6 +73,10 @@ pub struct Settings {
     /// DNS name a managed database moves on failover (RDS), so no proxy
     /// carries every query.
     pub mysql_writer_file: Option<PathBuf>,
+    /// A read replica of the database (RDS's read replica on AWS). The
+    /// catalogue sends its reads there and falls back to `mysql_url` while
+    /// the replica does not answer; its schema and seed go to `mysql_url`.
+    pub mysql_read_url: Option<String>,
     pub mysql_pool_size: u32,
     pub redis_url: String,
     pub amqp_url: String,
@@ -133,6 +137,7 @@ impl Default for Settings {
             replica: String::new(),
             mysql_url: "mysql://shop:shop@127.0.0.1:3306/shop".into(),
             mysql_writer_file: None,
+            mysql_read_url: None,
             mysql_pool_size: 16,
             redis_url: "redis://127.0.0.1:6379/".into(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),

@@ -134,7 +134,7 @@ impl Stack {
             &format!("{service}-1"),
             "i-1",
             self.addrs[service],
-            &self.env,
+            &self.env.for_service(service),
             &log,
         )
         .expect("service starts");
