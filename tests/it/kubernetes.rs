@@ -151,6 +151,7 @@ fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
     let namespace = format!("gameday-e2e-{}", std::process::id());
 
     let up = gameday(&["up", "--yes", "--scenario", file], None);
+    let replicas_owned = applied_replicas(&rt, &client, &namespace);
     let run = gameday(&["run", file, "--yes"], None);
     let after = settled(&rt, &client, &namespace);
     let down = gameday(&["down", "--scenario", file], None);
@@ -184,6 +185,12 @@ fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
             "a verdict, not an error: {stdout}\n{}",
             String::from_utf8_lossy(&run.stderr)
         ),
+    );
+    assert_eq!(
+        replicas_owned,
+        Vec::<String>::new(),
+        "gameday's server-side apply owns no HPA-managed Deployment's spec.replicas \
+         (re-applying would reset what the HPA set)"
     );
     let faults = summary["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 2, "{summary}");
@@ -222,6 +229,49 @@ fn on_a_real_cluster_the_kubernetes_smoke_scenario_runs_end_to_end() {
         "every StatefulSet Ready after the run: {after:?}"
     );
     assert_down_left_nothing(&down, &rt, &client, &namespace);
+}
+
+/// The Deployments of `namespace` whose `spec.replicas` gameday's
+/// server-side apply (manager `gameday`, operation Apply) owns, as their
+/// managedFields say. Every shop Deployment has an HPA, so this must be
+/// none: an owned field is set again at every apply. Panics if the
+/// namespace has no Deployment, or one has no Apply entry of gameday's.
+fn applied_replicas(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    namespace: &str,
+) -> Vec<String> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::{Api, ResourceExt, api::ListParams};
+    rt.block_on(async {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        let list = deployments.list(&ListParams::default()).await.unwrap();
+        assert_eq!(list.items.len(), 6, "the shop's six Deployments");
+        list.items
+            .iter()
+            .filter(|d| {
+                let applied: Vec<_> = d
+                    .managed_fields()
+                    .iter()
+                    .filter(|f| {
+                        f.manager.as_deref() == Some("gameday")
+                            && f.operation.as_deref() == Some("Apply")
+                    })
+                    .collect();
+                assert!(
+                    !applied.is_empty(),
+                    "{} was applied by gameday",
+                    d.name_any()
+                );
+                applied.iter().any(|f| {
+                    f.fields_v1
+                        .as_ref()
+                        .is_some_and(|v| v.0.pointer("/f:spec/f:replicas").is_some())
+                })
+            })
+            .map(|d| d.name_any())
+            .collect()
+    })
 }
 
 /// The cluster after a run, as an SRE would look at it.

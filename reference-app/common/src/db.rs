@@ -31,6 +31,10 @@ use crate::{ApiError, ApiResult, Settings, health::DependencyStatus, schema};
 /// A pooled connection idle this long is pinged before it is lent out.
 pub const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
+/// How long a read replica's connection may take to acquire (see
+/// [`Database::connect_reader`]).
+pub const READER_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(300);
+
 #[derive(Clone)]
 pub struct Database {
     pub pool: MySqlPool,
@@ -103,17 +107,24 @@ impl Database {
             "mysql_url",
             &settings.mysql_url,
             settings.mysql_writer_file.clone(),
+            settings.outbound_timeout,
         )
     }
 
     /// The read replica `mysql_read_url` names, if there is one: a pool of
-    /// its own, the same timeouts, no writer file and no schema to apply
-    /// (it replicates the writer's).
+    /// its own, no writer file and no schema to apply (it replicates the
+    /// writer's). Its connections are given [`READER_ACQUIRE_TIMEOUT`] at
+    /// most, so a replica that went away costs a read that much before it
+    /// falls back to the writer, not the whole outbound timeout: sqlx
+    /// retries a refused connection until the acquire times out, and the
+    /// caller's own timeout (web's, the same outbound timeout) would end
+    /// first.
     pub fn connect_reader(settings: &Settings) -> anyhow::Result<Option<Self>> {
         let Some(url) = &settings.mysql_read_url else {
             return Ok(None);
         };
-        let reader = Self::connect(settings, "mysql_read_url", url, None)?;
+        let acquire = settings.outbound_timeout.min(READER_ACQUIRE_TIMEOUT);
+        let reader = Self::connect(settings, "mysql_read_url", url, None, acquire)?;
         reader.schema_ready.store(true, Ordering::SeqCst);
         Ok(Some(reader))
     }
@@ -123,6 +134,7 @@ impl Database {
         key: &str,
         url: &str,
         writer_file: Option<PathBuf>,
+        acquire_timeout: Duration,
     ) -> anyhow::Result<Self> {
         let mut options = MySqlConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("invalid {key}: {e}"))?;
@@ -142,7 +154,7 @@ impl Database {
         let pool = MySqlPoolOptions::new()
             .max_connections(settings.mysql_pool_size)
             .min_connections(0)
-            .acquire_timeout(settings.outbound_timeout)
+            .acquire_timeout(acquire_timeout)
             // sqlx pings every connection it takes back (so a broken one
             // never re-enters the pool) and, by default, again before lending
             // it out. The second ping only helps a connection that died while
