@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{
-    ENTRY, IMAGE, all_ready, applies, apply_query, cluster_in,
+    ENTRY, IMAGE, all_ready, applies, applies_over_an_hpa_scaled_cart, apply_query, cluster_in,
     fixtures::{self, NS},
     mock::{self, Exchange},
     opened_with, run_purpose, target,
@@ -76,6 +76,44 @@ async fn deploying_applies_every_manifest_server_side_then_waits_for_the_rollout
         "a missing Deployment is not ready"
     );
     assert_eq!(looks[1].elapsed, Timing::default().poll_every);
+}
+
+/// `up` again on a shop whose HPA had raised cart to 3: the apply carries
+/// no replicas and the API server keeps 3 (its recorded answer), and the
+/// scale step, reading 3, sends cart nothing, so the HPA's decision
+/// stands; the five others are raised from 1 to 2 as on a first `up`.
+#[tokio::test(start_paused = true)]
+async fn deploying_again_leaves_a_deployment_its_hpa_scaled_up_at_its_replicas() {
+    let (cluster, server) = cluster_in(NS);
+    let mut script = applies_over_an_hpa_scaled_cart(NS);
+    script.extend(all_ready(NS));
+    let server = server.run(script);
+    let prepared = prepare(
+        load(&reference_app_dir()).unwrap(),
+        NS,
+        &Overrides {
+            image: Some(IMAGE.into()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+
+    cluster.deploy(&prepared, |_| {}).await.unwrap();
+    drop(cluster);
+    let seen = mock::finish(server).await;
+
+    let scaled: Vec<&str> = seen
+        .iter()
+        .filter(|r| r.method == http::Method::PATCH && r.path.ends_with("/scale"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(scaled.len(), 5, "{scaled:?}");
+    assert!(
+        scaled.iter().all(|p| !p.contains("/deployments/cart/")),
+        "cart's scale is left at the HPA's 3: {scaled:?}"
+    );
+    let cart = fixtures::applied_cart(NS);
+    assert_eq!(cart["spec"]["replicas"], 3, "the recorded apply kept them");
 }
 
 fn expected_admin_token() -> String {

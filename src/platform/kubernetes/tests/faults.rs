@@ -161,12 +161,7 @@ async fn killing_a_pod_gracefully_leaves_the_grace_period_to_the_pod() {
         ),
         Exchange::delete(&pod_path("cart-a"))
             .body(json!({}))
-            .ok(fixtures::terminating(fixtures::pod(
-                "cart-a",
-                "cart",
-                Some("node-a"),
-                true,
-            ))),
+            .ok(fixtures::cart_pod_deleted_with_its_grace("cart-a")),
     ]);
     let mut rx = events.subscribe();
 
@@ -237,7 +232,7 @@ async fn failing_the_database_over_kills_its_primary_pod_with_a_one_second_grace
         ),
         Exchange::delete(&pod_path("mariadb-0"))
             .body(json!({ "gracePeriodSeconds": 1 }))
-            .ok(fixtures::stateful_pod("mariadb-0", "mariadb", "node-a")),
+            .ok(fixtures::mariadb_deleted_with_grace_1()),
     ]);
     let mut rx = events.subscribe();
     let rollback = Rollback::default();

@@ -398,3 +398,57 @@ pub fn namespace_terminating(resource: &str, name: &str) -> Value {
     });
     status
 }
+
+/// `text` (a recording from namespace gameday-shop) moved to `namespace`.
+fn in_namespace(text: &str, namespace: &str) -> Value {
+    let text = text.replace(
+        "\"namespace\": \"gameday-shop\"",
+        &format!("\"namespace\": \"{namespace}\""),
+    );
+    serde_json::from_str(&text).expect("recorded JSON")
+}
+
+/// What the local cluster's API server (v1.34.4) answered to gameday's
+/// server-side apply of its Namespace (recorded/apply-namespace.json,
+/// recorded by scripts/record-k8s-fixtures.sh, as are the others below).
+pub fn applied_namespace(namespace: &str) -> Value {
+    let mut ns = in_namespace(include_str!("recorded/apply-namespace.json"), namespace);
+    ns["metadata"]["name"] = json!(namespace);
+    ns["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(namespace);
+    ns
+}
+
+/// The answer to gameday's server-side apply of Deployment cart, which
+/// carries no `spec.replicas` (its HPA manages them), after cart's scale
+/// had been raised to 3 as its HPA would: `spec.replicas` stays 3, and
+/// manager `gameday` owns no `f:replicas`
+/// (recorded/apply-deployment-cart.json).
+pub fn applied_cart(namespace: &str) -> Value {
+    in_namespace(
+        include_str!("recorded/apply-deployment-cart.json"),
+        namespace,
+    )
+}
+
+/// Deployment cart's scale subresource at that moment: 3 replicas
+/// (recorded/scale-cart.json).
+pub fn cart_scale_raised_by_its_hpa(namespace: &str) -> Value {
+    in_namespace(include_str!("recorded/scale-cart.json"), namespace)
+}
+
+/// The answer to `DELETE pods/mariadb-0` with `gracePeriodSeconds: 1`
+/// (db-failover): the pod, with its deletionTimestamp and
+/// `deletionGracePeriodSeconds: 1` (recorded/delete-pod-grace-1.json).
+pub fn mariadb_deleted_with_grace_1() -> Value {
+    serde_json::from_str(include_str!("recorded/delete-pod-grace-1.json")).expect("recorded JSON")
+}
+
+/// The answer to `DELETE` of a cart pod with its own grace period
+/// (kill-pod graceful): the pod, terminating in 30 s
+/// (recorded/delete-pod-own-grace.json), named `name`.
+pub fn cart_pod_deleted_with_its_grace(name: &str) -> Value {
+    let mut pod: Value = serde_json::from_str(include_str!("recorded/delete-pod-own-grace.json"))
+        .expect("recorded JSON");
+    pod["metadata"]["name"] = json!(name);
+    pod
+}

@@ -112,14 +112,30 @@ pub fn run_purpose() -> Purpose {
 /// Every server-side apply of the reference shop into `namespace`, in the
 /// order gameday sends them: the Namespace, ConfigMap and Secret, the
 /// Services, StatefulSets, Deployments, then HPAs and PDBs. The Namespace's
-/// and the cart Deployment's bodies are checked exactly. Then each
+/// and the cart Deployment's bodies are checked exactly, and answered with
+/// what a real API server answered to them (recorded/). Then each
 /// Deployment an HPA manages (all six) is raised from the 1 replica a new
 /// Deployment has to its 2, through the scale subresource.
 pub fn applies(namespace: &str) -> Vec<Exchange> {
+    applies_over(namespace, false)
+}
+
+/// [`applies`] into a shop already running, whose HPA had raised cart to 3
+/// replicas: the answers to cart's apply and scale are the ones recorded
+/// from a cluster in that state, and cart's scale is left alone.
+pub fn applies_over_an_hpa_scaled_cart(namespace: &str) -> Vec<Exchange> {
+    applies_over(namespace, true)
+}
+
+fn applies_over(namespace: &str, hpa_scaled_cart: bool) -> Vec<Exchange> {
     let mut all = server_side_applies(namespace);
     let apps = format!("/apis/apps/v1/namespaces/{namespace}");
     for s in ["web", "user", "catalogue", "cart", "orders", "shipping"] {
         let scale = format!("{apps}/deployments/{s}/scale");
+        if hpa_scaled_cart && s == "cart" {
+            all.push(Exchange::get(&scale).ok(fixtures::cart_scale_raised_by_its_hpa(namespace)));
+            continue;
+        }
         all.push(Exchange::get(&scale).ok(fixtures::deployment_scale(s, namespace, 1)));
         all.push(
             Exchange::patch(&scale)
@@ -167,9 +183,11 @@ fn server_side_applies(namespace: &str) -> Vec<Exchange> {
                             "labels": { "app.kubernetes.io/managed-by": "gameday" }
                         }}),
                     )
-                    .ok(fixtures::namespace(namespace, "Active"))
+                    .ok(fixtures::applied_namespace(namespace))
             } else if path.ends_with("deployments/cart") {
-                exchange.body(cart_deployment_as_applied(namespace))
+                exchange
+                    .body(cart_deployment_as_applied(namespace))
+                    .ok(fixtures::applied_cart(namespace))
             } else {
                 exchange
             }
