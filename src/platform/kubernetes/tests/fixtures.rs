@@ -356,14 +356,14 @@ pub fn not_found(resource: &str, name: &str) -> Value {
 pub fn pdb_refusal(pdb: &str) -> Value {
     let recorded = include_str!("recorded/eviction-refused-by-pdb.json")
         .replace("budget cart needs", &format!("budget {pdb} needs"));
-    serde_json::from_str(&recorded).expect("recorded JSON")
+    recorded_json(&recorded)
 }
 
 /// HorizontalPodAutoscaler `cart` as the local cluster's API server
 /// served it seconds after it was created: `desiredReplicas: 0`, no
 /// metrics yet (recorded/hpa-fresh.json).
 pub fn hpa_fresh() -> Value {
-    serde_json::from_str(include_str!("recorded/hpa-fresh.json")).expect("recorded JSON")
+    recorded_json(include_str!("recorded/hpa-fresh.json"))
 }
 
 pub fn forbidden(verb: &str, resource: &str, name: &str) -> Value {
@@ -405,7 +405,12 @@ fn in_namespace(text: &str, namespace: &str) -> Value {
         "\"namespace\": \"gameday-shop\"",
         &format!("\"namespace\": \"{namespace}\""),
     );
-    serde_json::from_str(&text).expect("recorded JSON")
+    recorded_json(&text)
+}
+
+/// A recording (recorded/*.json) as JSON.
+fn recorded_json(text: &str) -> Value {
+    serde_json::from_str(text).expect("recorded JSON")
 }
 
 /// What the local cluster's API server (v1.34.4) answered to gameday's
@@ -440,15 +445,14 @@ pub fn cart_scale_raised_by_its_hpa(namespace: &str) -> Value {
 /// (db-failover): the pod, with its deletionTimestamp and
 /// `deletionGracePeriodSeconds: 1` (recorded/delete-pod-grace-1.json).
 pub fn mariadb_deleted_with_grace_1() -> Value {
-    serde_json::from_str(include_str!("recorded/delete-pod-grace-1.json")).expect("recorded JSON")
+    recorded_json(include_str!("recorded/delete-pod-grace-1.json"))
 }
 
 /// The answer to `DELETE` of a cart pod with its own grace period
 /// (kill-pod graceful): the pod, terminating in 30 s
 /// (recorded/delete-pod-own-grace.json), named `name`.
 pub fn cart_pod_deleted_with_its_grace(name: &str) -> Value {
-    let mut pod: Value = serde_json::from_str(include_str!("recorded/delete-pod-own-grace.json"))
-        .expect("recorded JSON");
+    let mut pod = recorded_json(include_str!("recorded/delete-pod-own-grace.json"));
     pod["metadata"]["name"] = json!(name);
     pod
 }
